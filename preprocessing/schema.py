@@ -1,0 +1,152 @@
+"""The record schema shared by the TFRecord writer and every reader.
+
+`preprocessing.build_tfrecords` writes these features; `trainer.input_pipeline`
+parses them. Both import the constants from here so the two sides cannot drift.
+Importing this module imports TensorFlow but never Apache Beam, so the trainer
+container does not need Beam at run time.
+
+The keys are those of the widely used TensorFlow ImageNet shards. Those shards
+store 1-based labels with 0 = background (1001 classes); ours store 0-based
+indices into the sorted synset list. `metadata.json` says which (`label_offset`).
+"""
+import json
+import os
+
+import tensorflow as tf
+
+# Feature keys (bytes unless noted).
+ENCODED = "image/encoded"  # JPEG bytes
+FORMAT = "image/format"  # b"JPEG"
+HEIGHT = "image/height"  # int64
+WIDTH = "image/width"  # int64
+CHANNELS = "image/channels"  # int64, always 3
+COLORSPACE = "image/colorspace"  # b"RGB"
+LABEL = "image/class/label"  # int64, 0-based index into the sorted synset list
+SYNSET = "image/class/synset"  # b"n01440764"
+TEXT = "image/class/text"  # b"tench, Tinca tinca"
+FILENAME = "image/filename"  # b"n01440764_10026.JPEG"
+
+TRAIN = "train"
+VALIDATION = "validation"
+SPLITS = (TRAIN, VALIDATION)
+
+METADATA_FILE = "metadata.json"
+METADATA_FORMAT_VERSION = 1
+
+# Parsing spec for tf.io.parse_single_example / parse_example. Defaults let the
+# reader accept shards that lack the optional text fields.
+FEATURE_SPEC = {
+    ENCODED: tf.io.FixedLenFeature([], tf.string),
+    FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="JPEG"),
+    HEIGHT: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    WIDTH: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    CHANNELS: tf.io.FixedLenFeature([], tf.int64, default_value=3),
+    COLORSPACE: tf.io.FixedLenFeature([], tf.string, default_value="RGB"),
+    LABEL: tf.io.FixedLenFeature([], tf.int64),
+    SYNSET: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    TEXT: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
+}
+
+
+def _bytes(value):
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int64(value):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def make_example(encoded, label, height, width, synset="", text="", filename=""):
+    """Builds one tf.train.Example of an RGB JPEG image.
+
+    Args:
+      encoded: JPEG bytes of a 3-channel 8-bit RGB image.
+      label: 0-based class index.
+      height, width: pixel size of the encoded image.
+      synset, text, filename: str or bytes, stored for inspection and export.
+
+    Returns:
+      A tf.train.Example.
+    """
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                ENCODED: _bytes(encoded),
+                FORMAT: _bytes("JPEG"),
+                HEIGHT: _int64(height),
+                WIDTH: _int64(width),
+                CHANNELS: _int64(3),
+                COLORSPACE: _bytes("RGB"),
+                LABEL: _int64(label),
+                SYNSET: _bytes(synset),
+                TEXT: _bytes(text),
+                FILENAME: _bytes(filename),
+            }
+        )
+    )
+
+
+def serialize_example(example):
+    """Serialises deterministically: the feature map's order otherwise varies
+    between processes, and reruns must give byte-identical shards."""
+    return example.SerializeToString(deterministic=True)
+
+
+def shard_name(split, index, num_shards):
+    """`train-00000-of-01024`, the naming of the TensorFlow ImageNet shards."""
+    return "%s-%05d-of-%05d" % (split, index, num_shards)
+
+
+def shard_glob(data_dir, split):
+    return os.path.join(data_dir, "%s-*-of-*" % split)
+
+
+def load_metadata(data_dir):
+    """Reads `metadata.json` beside the shards, or returns None if there is none.
+
+    Works for local and gs:// directories (tf.io.gfile).
+
+    Layout (format_version 1), as written by preprocessing.build_tfrecords:
+      format_version: int
+      num_classes: int
+      label_offset: int, 0 for our shards (1 for TF's ImageNet shards)
+      synsets: [str] in label order; class_names: [str] in label order
+      image_size: int or null (stored side length; null = original size kept)
+      counts: {"train": int, "validation": int} examples written
+      rejected: {"train": int, "validation": int}
+      shards: {"train": int, "validation": int}
+      rgb: {pixel_scale: "[0, 1]", mean: [3], std: [3], covariance: [[3]x3],
+            eigenvalues: [3] descending, eigenvectors: [[3]x3] where
+            eigenvectors[i] is the unit eigenvector of eigenvalues[i],
+            pixels: int number of pixels the statistics were computed over,
+            sampling: str}
+      options: {flag: value} the job ran with
+    """
+    path = os.path.join(data_dir, METADATA_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path, "r") as f:
+        meta = json.load(f)
+    version = meta.get("format_version")
+    if version != METADATA_FORMAT_VERSION:
+        raise ValueError(
+            "%s has format_version %r; this code reads version %d. Rebuild the shards "
+            "with this version of preprocessing.build_tfrecords." % (path, version, METADATA_FORMAT_VERSION)
+        )
+    return meta
+
+
+# The published ImageNet RGB PCA (pixels in [0, 1]), used when shards come
+# without metadata.json (for example TensorFlow's own ImageNet shards).
+# eigenvectors[i] belongs to eigenvalues[i].
+IMAGENET_EIGENVALUES = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGENVECTORS = (
+    (-0.5675, -0.5808, -0.5836),
+    (0.7192, -0.0045, -0.6948),
+    (0.4009, -0.8140, 0.4203),
+)
+IMAGENET_RGB_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_RGB_STD = (0.229, 0.224, 0.225)
