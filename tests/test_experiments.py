@@ -1,0 +1,261 @@
+"""Tests of the paper-claim experiments (experiments.relu_vs_tanh, experiments.ablate).
+
+Every command runs end to end in its tiny mode on data the tests generate: a
+CIFAR-format archive of tiny pickled batches, and TFRecords written with the
+project's own record writer. The tests read back the report, the PNG and the
+TensorBoard HParams records.
+"""
+import io
+import json
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import cifar, relu_vs_tanh, tblog
+from experiments.figure1_net import build_figure1_net
+from preprocessing import schema
+
+NUM_CLASSES = 10
+
+
+def _pattern_images(rng, labels, size):
+    """A learnable pattern: a bright block whose grid cell is the class."""
+    images = rng.integers(0, 60, (len(labels), size, size, 3)).astype(np.uint8)
+    cell = size // 8
+    for i, k in enumerate(labels):
+        row, col = divmod(int(k), 5)
+        top, left = cell + 4 * cell * row, cell // 2 + (3 * cell // 2) * col
+        images[i, top : top + 2 * cell, left : left + cell, :] = 250
+    return images
+
+
+def _cifar_batch(rng, n):
+    labels = rng.integers(0, NUM_CLASSES, n)
+    images = _pattern_images(rng, labels, 32)
+    # The archive's layout: rows are (channel, row, column), 3 x 1024 values.
+    return {b"data": images.transpose(0, 3, 1, 2).reshape(n, 3072), b"labels": [int(x) for x in labels], b"batch_label": b"x"}
+
+
+def write_cifar_archive(path, per_batch, test, seed=0):
+    """Writes a cifar-10-python.tar.gz with tiny pickled batches; returns the batches."""
+    rng = np.random.default_rng(seed)
+    batches = {name: _cifar_batch(rng, per_batch) for name in cifar.TRAIN_BATCHES}
+    batches[cifar.TEST_BATCH] = _cifar_batch(rng, test)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, batch in batches.items():
+            data = pickle.dumps(batch, protocol=2)
+            info = tarfile.TarInfo("%s/%s" % (cifar.BATCH_DIR, name))
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return batches
+
+
+def write_records(data_dir, split, count, size, seed, shards=2):
+    """Writes `count` JPEG records of the pattern with the project's record writer; returns labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % NUM_CLASSES
+    rng.shuffle(labels)
+    images = _pattern_images(rng, labels, size)
+    os.makedirs(data_dir, exist_ok=True)
+    writers = [tf_record_writer(os.path.join(data_dir, schema.shard_name(split, i, shards))) for i in range(shards)]
+    for i, (image, label) in enumerate(zip(images, labels)):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+        example = schema.make_example(buffer.getvalue(), int(label), size, size, synset="n%08d" % label)
+        writers[i % shards].write(schema.serialize_example(example))
+    for writer in writers:
+        writer.close()
+    return labels
+
+
+def tf_record_writer(path):
+    import tensorflow as tf
+
+    return tf.io.TFRecordWriter(path)
+
+
+@pytest.fixture(scope="module")
+def cifar_archive(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz"
+    batches = write_cifar_archive(str(path), per_batch=60, test=50)
+    return str(path), batches
+
+
+@pytest.fixture(scope="module")
+def records_dir(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("records"))
+    train = write_records(data_dir, schema.TRAIN, 120, 48, seed=1)
+    validation = write_records(data_dir, schema.VALIDATION, 40, 48, seed=2)
+    return data_dir, train, validation
+
+
+# ---------------------------------------------------------------- CIFAR reader
+
+
+def test_load_cifar10_matches_numpy_reference(cifar_archive, tmp_path):
+    path, batches = cifar_archive
+    (x_train, y_train), (x_test, y_test) = cifar.load_cifar10(path)
+    assert x_train.shape == (300, 32, 32, 3) and x_train.dtype == np.uint8
+    assert x_test.shape == (50, 32, 32, 3)
+    # Pixel (row 3, column 7) of image 0 of batch 2: red at 3 * 32 + 7, green 1024 later, blue 2048 later.
+    row = batches["data_batch_2"][b"data"][0]
+    np.testing.assert_array_equal(x_train[60, 3, 7], [row[103], row[1024 + 103], row[2048 + 103]])
+    expected = np.concatenate([batches[n][b"data"] for n in cifar.TRAIN_BATCHES]).reshape(-1, 3, 32, 32)
+    np.testing.assert_array_equal(x_train, expected.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(y_train, np.concatenate([batches[n][b"labels"] for n in cifar.TRAIN_BATCHES]))
+    np.testing.assert_array_equal(y_test, batches["test_batch"][b"labels"])
+
+    # The extracted folder and the batches folder itself give the same arrays.
+    with tarfile.open(path) as tar:
+        tar.extractall(tmp_path, filter="data")
+    for folder in (tmp_path, tmp_path / cifar.BATCH_DIR):
+        (x2, y2), (xt2, yt2) = cifar.load_cifar10(str(folder))
+        np.testing.assert_array_equal(x2, x_train)
+        np.testing.assert_array_equal(yt2, y_test)
+
+
+def test_load_cifar10_names_what_is_missing(tmp_path):
+    path = tmp_path / "partial.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        data = pickle.dumps(_cifar_batch(np.random.default_rng(0), 4))
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ValueError, match="without data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch"):
+        cifar.load_cifar10(str(path))
+    with pytest.raises(ValueError, match="not found"):
+        cifar.load_cifar10(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"shape \(N, 3072\)"):
+        cifar.batch_to_images({b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]})
+
+
+# ---------------------------------------------------------------- Figure 1 network and pure functions
+
+
+def test_figure1_net_relu_and_tanh_start_from_the_same_weights():
+    relu = build_figure1_net("relu", 10, 32, "glorot", seed=3)
+    tanh = build_figure1_net("tanh", 10, 32, "glorot", seed=3)
+    # conv 5x5x3x32, 5x5x32x32, 5x5x32x64 and fc 4*4*64 x 10, with biases.
+    assert relu.count_params() == (2400 + 32) + (25600 + 32) + (51200 + 64) + (10240 + 10) == 89578
+    for a, b in zip(relu.get_weights(), tanh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert [layer.activation.__name__ for layer in tanh.layers if layer.name.startswith("conv")] == ["tanh"] * 3
+
+
+def test_epochs_to_target_and_ratio():
+    assert relu_vs_tanh.epochs_to_target([0.9, 0.5, 0.25, 0.1], 0.25) == 3
+    assert relu_vs_tanh.epochs_to_target([0.9, 0.5], 0.25) is None
+    assert relu_vs_tanh.speedup(2, 12, 2, 12) == (6.0, "measured")
+    # tanh not there after 10 epochs: it needs at least 11, so the ratio is at least 11 / 2.
+    assert relu_vs_tanh.speedup(2, None, 2, 10) == (5.5, "lower bound")
+    assert relu_vs_tanh.speedup(None, 4, 10, 4) == (4 / 11, "upper bound")
+    assert relu_vs_tanh.speedup(None, None, 5, 5) == (None, "none")
+
+
+# ---------------------------------------------------------------- relu_vs_tanh end to end
+
+
+def _check_png(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == (640, 480)
+        pixels = np.asarray(image.convert("L"))
+    # Not a blank canvas: axes, curves and text draw dark pixels.
+    assert (pixels < 100).sum() > 1000
+
+
+def test_relu_vs_tanh_tiny_on_cifar_archive(cifar_archive, tmp_path, capsys):
+    path, _ = cifar_archive
+    out = tmp_path / "fig1"
+    code = relu_vs_tanh.main(["--cifar", path, "--output_dir", str(out), "--tiny", "--no_stop_at_target", "--target_error", "0.5"])
+    assert code == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("relu_vs_tanh: epochs to 50% training error: relu ")
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["train_examples"] == 256 and results["test_examples"] == 50  # --tiny subset; test set smaller than 128
+    assert results["num_classes"] == 10
+    for name in ("relu", "tanh"):
+        run = results["runs"][name]
+        assert len(run["train_error"]) == 3 and run["stopped"] == "epochs"  # --tiny: 3 epochs, no early stop
+        assert run["epochs_to_target"] == relu_vs_tanh.epochs_to_target(run["train_error"], 0.5)
+        assert all(0.0 <= e <= 1.0 for e in run["train_error"] + run["test_error"])
+    ratio, kind = relu_vs_tanh.speedup(
+        results["runs"]["relu"]["epochs_to_target"], results["runs"]["tanh"]["epochs_to_target"], 3, 3
+    )
+    assert (results["ratio"], results["ratio_kind"]) == (ratio, kind)
+
+    report = (out / "report.md").read_text()
+    relu = results["runs"]["relu"]
+    assert "| relu | %s |" % relu_vs_tanh._fmt(relu["epochs_to_target"]) in report
+    assert "| 3 | %.4f | %.4f |" % (relu["train_error"][2], results["runs"]["tanh"]["train_error"][2]) in report
+    assert "Ratio (tanh epochs / ReLU epochs)" in report or "Ratio: not measured" in report
+    assert "CIFAR-10 from %s" % path in report
+    _check_png(out / "figure1.png")
+
+    # TensorBoard: the experiment's HParams config and one run per activation.
+    config = tblog.read_hparams(str(out / "logs"))
+    assert "activation" in config["config_hparams"] and "learning_rate" in config["config_hparams"]
+    assert config["config_metrics"] == ["train_error", "test_error", "train_loss"]
+    for name in ("relu", "tanh"):
+        record = tblog.read_hparams(str(out / "logs" / name))
+        assert record["trial_id"] == name
+        assert record["hparams"]["activation"] == name
+        assert record["hparams"]["learning_rate"] == pytest.approx(0.01)
+        assert record["hparams"]["train_examples"] == 256
+        scalars = tblog.read_scalars(str(out / "logs" / name))
+        assert [s for s, _ in scalars["train_error"]] == [1, 2, 3]
+        np.testing.assert_allclose([v for _, v in scalars["train_error"]], results["runs"][name]["train_error"], rtol=1e-6)
+
+
+def test_relu_vs_tanh_on_tfrecords_and_learns(records_dir, tmp_path):
+    data_dir, train_labels, validation_labels = records_dir
+    out = tmp_path / "fig1"
+    code = relu_vs_tanh.main(
+        ["--data_dir", data_dir, "--output_dir", str(out), "--epochs", "8", "--batch_size", "16", "--learning_rate", "0.05"]
+    )
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["train_examples"] == len(train_labels) == 120
+    assert results["test_examples"] == len(validation_labels) == 40
+    assert results["num_classes"] == 10  # no metadata.json: one more than the largest label
+    assert results["data"].startswith("TFRecords from %s, resized to 32x32" % data_dir)
+    # The pattern is learnable: ReLU gets below 25% training error within 8 epochs.
+    relu = results["runs"]["relu"]
+    assert relu["epochs_to_target"] is not None and relu["stopped"] == "target reached"
+    assert relu["train_error"][-1] <= 0.25 < relu["train_error"][0]
+    _check_png(out / "figure1.png")
+
+
+def test_relu_vs_tanh_user_errors_are_one_line(cifar_archive, tmp_path, capsys, monkeypatch):
+    code = relu_vs_tanh.main(["--cifar", str(tmp_path / "missing.tar.gz"), "--output_dir", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "missing.tar.gz (not found)" in err
+
+    # No data given and no download possible: one line that says how to pass a local copy.
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://example.invalid/cifar-10-python.tar.gz: None -- no network")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    code = relu_vs_tanh.main(["--output_dir", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("relu_vs_tanh: error: CIFAR-10 is not available") and "--cifar PATH" in err and "--data_dir" in err
+
+    code = relu_vs_tanh.main(["--cifar", "x", "--data_dir", "y"])
+    assert code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+    # An existing result is never overwritten without --overwrite.
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "report.md").write_text("earlier result\n")
+    code = relu_vs_tanh.main(["--cifar", cifar_archive[0], "--output_dir", str(out), "--tiny"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--overwrite" in err
+    assert (out / "report.md").read_text() == "earlier result\n"
