@@ -1,0 +1,177 @@
+"""TensorBoard output of a training run.
+
+Layout under the log directory (what TensorBoard's dashboards expect):
+  <log_dir>/train        scalars (per epoch and every log interval), input images,
+                         weight histograms, the step-function graph, profiler traces
+  <log_dir>/validation   validation scalars, under the same tags as train so the
+                         two runs overlay in one chart
+  <log_dir>              the HParams record of the run's config
+
+Scalar tags: loss, top1_accuracy, top5_accuracy, learning_rate, images_per_second
+(per epoch) and batch/loss, batch/top1_accuracy, batch/learning_rate (per log interval).
+"""
+import dataclasses
+import os
+
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
+
+TRAIN = "train"
+VALIDATION = "validation"
+
+# Config fields recorded as HParams (the ones runs are compared on).
+HPARAM_FIELDS = (
+    "batch_size",
+    "learning_rate",
+    "momentum",
+    "weight_decay",
+    "lr_schedule",
+    "warmup_epochs",
+    "image_size",
+    "init",
+    "two_tower",
+    "activation",
+    "lrn",
+    "overlapping_pool",
+    "dropout_rate",
+    "pca_noise",
+    "mixed_precision",
+    "xla",
+    "strategy",
+    "seed",
+    "epochs",
+)
+
+
+def display_images(images, max_images=16):
+    """Rescales each (mean-subtracted, augmented) image to [0, 1] for display.
+
+    Args:
+      images: (B, S, S, 3) float images as the model sees them.
+      max_images: how many to keep.
+
+    Returns:
+      (min(B, max_images), S, S, 3) float32 in [0, 1].
+    """
+    images = tf.cast(images[:max_images], tf.float32)
+    low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
+    high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+    return (images - low) / tf.maximum(high - low, 1e-6)
+
+
+def image_grid(images, columns=4):
+    """Tiles (N, S, S, 3) images in [0, 1] into one (1, rows*S, columns*S, 3) image."""
+    images = tf.convert_to_tensor(images)
+    n = int(images.shape[0])
+    rows = -(-n // columns)
+    pad = rows * columns - n
+    if pad:
+        images = tf.concat([images, tf.zeros([pad] + images.shape[1:].as_list(), images.dtype)], axis=0)
+    size = images.shape[1]
+    grid = tf.reshape(images, [rows, columns, size, size, 3])
+    grid = tf.transpose(grid, [0, 2, 1, 3, 4])
+    return tf.reshape(grid, [1, rows * size, columns * size, 3])
+
+
+class Summaries:
+    """Writers for one run; every method is a no-op when `enabled` is False.
+
+    Args:
+      log_dir: the run's TensorBoard directory.
+      enabled: False on non-chief workers that have no place to write.
+    """
+
+    def __init__(self, log_dir, enabled=True):
+        self.log_dir = log_dir
+        self.enabled = enabled
+        self._writers = {}
+        self._profiling = False
+        self._tracing = False
+
+    def writer(self, split):
+        if split not in self._writers:
+            self._writers[split] = tf.summary.create_file_writer(os.path.join(self.log_dir, split) if split else self.log_dir)
+        return self._writers[split]
+
+    def scalars(self, split, values, step):
+        """Writes {tag: float} under the train or validation run at global step `step`."""
+        if not self.enabled:
+            return
+        with self.writer(split).as_default(step=step):
+            for tag, value in values.items():
+                tf.summary.scalar(tag, float(value))
+
+    def images(self, images, step, tag="augmented_inputs"):
+        """A grid of augmented training inputs (trainer.visualize draws it when present)."""
+        if not self.enabled:
+            return
+        grid = None
+        try:
+            from trainer import visualize  # written by another part of the project; optional here
+        except ImportError:
+            visualize = None
+        if visualize is not None and hasattr(visualize, "image_grid"):
+            try:
+                grid = visualize.image_grid(images)
+            except (TypeError, ValueError):
+                grid = None  # an incompatible signature: fall back to our own grid
+        if grid is None:
+            grid = image_grid(display_images(images))
+        grid = tf.convert_to_tensor(grid)
+        if grid.shape.rank == 3:
+            grid = grid[tf.newaxis]
+        with self.writer(TRAIN).as_default(step=step):
+            tf.summary.image(tag, tf.cast(grid, tf.float32), max_outputs=1)
+
+    def histograms(self, model, step):
+        """One histogram per weight (kernels and biases), e.g. conv1/kernel."""
+        if not self.enabled:
+            return
+        with self.writer(TRAIN).as_default(step=step):
+            for weight in model.weights:
+                tf.summary.histogram(weight.path, tf.convert_to_tensor(weight))
+
+    def hparams(self, config, metrics=("top1_accuracy", "top5_accuracy", "loss")):
+        """Records the run's config for TensorBoard's HParams dashboard."""
+        if not self.enabled:
+            return
+        values = {k: v for k, v in dataclasses.asdict(config).items() if k in HPARAM_FIELDS}
+        with self.writer("").as_default():
+            hp.hparams_config(
+                hparams=[hp.HParam(k) for k in sorted(values)],
+                metrics=[hp.Metric(m, group=VALIDATION, display_name="validation " + m) for m in metrics],
+            )
+            hp.hparams(values, trial_id=os.path.basename(os.path.normpath(os.path.dirname(self.log_dir))) or "run")
+
+    def start_graph_trace(self):
+        """Starts recording the next traced tf.function's graph (the train step)."""
+        if self.enabled:
+            tf.summary.trace_on(graph=True, profiler=False)
+            self._tracing = True
+
+    def stop_graph_trace(self, step):
+        if self._tracing:
+            with self.writer(TRAIN).as_default(step=step):
+                tf.summary.trace_export(name="train_step", step=step)
+            self._tracing = False
+
+    def start_profiler(self):
+        """Starts a profiler trace, shown in TensorBoard's Profile tab."""
+        if self.enabled and not self._profiling:
+            tf.profiler.experimental.start(os.path.join(self.log_dir, TRAIN))
+            self._profiling = True
+
+    def stop_profiler(self):
+        if self._profiling:
+            tf.profiler.experimental.stop()
+            self._profiling = False
+
+    def flush(self):
+        for w in self._writers.values():
+            w.flush()
+
+    def close(self):
+        self.stop_profiler()
+        for w in self._writers.values():
+            w.close()
+        self._writers = {}
