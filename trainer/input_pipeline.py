@@ -225,6 +225,15 @@ def shard_files(files, input_context):
     return list(files[pid::count])
 
 
+def _join(*parts):
+    """An error message from str and tensor parts (strings unquoted, numbers as decimals)."""
+    strings = []
+    for part in parts:
+        part = tf.convert_to_tensor(part)
+        strings.append(part if part.dtype == tf.string else tf.strings.as_string(part))
+    return tf.strings.join(strings)
+
+
 def _record_callback(skipped, kind, message):
     """py_function body: runs only for a bad record, so it costs nothing on good data."""
     skipped.add(kind, message.numpy().decode("utf-8", "replace"))
@@ -254,9 +263,9 @@ def _read_shard(path, size, skipped):
     def intact(record, is_end, consumed, index):
         def at_end():
             def report():
-                message = tf.strings.format(
-                    "Corrupt or truncated TFRecord shard {}: reading stopped at byte {} of {} after {} good records",
-                    (path, consumed, size, index),
+                message = _join(
+                    "Corrupt or truncated TFRecord shard ", path, ": reading stopped at byte ", consumed,
+                    " of ", size, " after ", index, " good records",
                 )
                 return _report(skipped, "shard", message)
 
@@ -296,14 +305,14 @@ def _check_record(encoded, label, filename, path, index, num_classes, label_offs
     in_range = tf.logical_and(label >= 0, label < num_classes)
 
     def where():
-        return tf.strings.format("record {} ({}) of {}", (index, filename, path))
+        return _join("record ", index, " (", filename, ") of ", path)
 
     def bad_label():
         # A wrong label means wrong flags (num_classes, label_offset), not a
         # bad record: it stays an error even when skipping corrupt records.
-        message = tf.strings.format(
-            "Label {} (stored {} minus label_offset {}) is outside [0, {}) in {}",
-            (label, label + label_offset, label_offset, num_classes, where()),
+        message = _join(
+            "Label ", label, " (stored ", label + label_offset, " minus label_offset ", label_offset,
+            ") is outside [0, ", num_classes, ") in ", where(),
         )
         return _report(None, "record", message)
 
