@@ -1,0 +1,96 @@
+"""RGB mean, covariance and PCA over the training pixels (a Beam CombineFn).
+
+The paper's colour augmentation needs the eigenvectors and eigenvalues of the
+3x3 RGB covariance of the whole training set. Each image contributes its
+pixel count, channel sums and channel Gram matrix (sum of x x^T). On the 0..255
+scale these are integers, kept exactly in int64, so the result does not depend
+on how Beam splits and merges the work: reruns give identical metadata. The
+final statistics are computed in float64 on pixels scaled to [0, 1].
+"""
+import apache_beam as beam
+import numpy as np
+
+from preprocessing import schema
+
+PIXEL_SCALE = "[0, 1]"
+SAMPLING = (
+    "every pixel of every training image as stored (after resize and centre crop, "
+    "before JPEG encoding); population covariance (ddof=0)"
+)
+
+
+def pixel_moments(pixels):
+    """Exact moments of one image's pixels.
+
+    Args:
+      pixels: HxWx3 uint8 array.
+
+    Returns:
+      (count, sums, gram): int, int64[3] channel sums, int64[3, 3] sum of x x^T,
+      all on the 0..255 scale.
+    """
+    x = np.asarray(pixels).reshape(-1, 3)
+    # float64 products of 0..255 values summed over one image stay far below
+    # 2**53, so they are exact and convert to int64 without loss.
+    xf = x.astype(np.float64)
+    sums = xf.sum(axis=0).astype(np.int64)
+    gram = (xf.T @ xf).astype(np.int64)
+    return x.shape[0], sums, gram
+
+
+class RgbMomentsCombineFn(beam.CombineFn):
+    """Sums per-image `pixel_moments` into one (count, sums, gram) accumulator."""
+
+    def create_accumulator(self):
+        return 0, np.zeros(3, np.int64), np.zeros((3, 3), np.int64)
+
+    def add_input(self, accumulator, moments):
+        count, sums, gram = accumulator
+        return count + moments[0], sums + moments[1], gram + moments[2]
+
+    def merge_accumulators(self, accumulators):
+        count, sums, gram = self.create_accumulator()
+        for c, s, g in accumulators:
+            count, sums, gram = count + c, sums + s, gram + g
+        return count, sums, gram
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+def rgb_statistics(moments):
+    """Mean, std, covariance and PCA from summed moments (pixels in [0, 1]).
+
+    Args:
+      moments: (count, sums, gram) as summed by RgbMomentsCombineFn.
+
+    Returns:
+      The `rgb` dict of metadata.json (see schema.load_metadata), or None when
+      there were no pixels. Eigenvalues are descending; eigenvectors[i] is the
+      unit eigenvector of eigenvalues[i], its sign chosen to point the way of
+      the published ImageNet eigenvector so the two are easy to compare.
+    """
+    count, sums, gram = moments
+    if not count:
+        return None
+    mean = np.asarray(sums, np.float64) / count / 255.0
+    second = np.asarray(gram, np.float64) / count / (255.0 * 255.0)
+    cov = second - np.outer(mean, mean)
+    cov = (cov + cov.T) / 2.0  # exact symmetry for eigh
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1]
+    values = np.maximum(values[order], 0.0)
+    vectors = vectors[:, order].T  # row i belongs to values[i]
+    for i, reference in enumerate(schema.IMAGENET_EIGENVECTORS):
+        if float(np.dot(vectors[i], reference)) < 0:
+            vectors[i] = -vectors[i]
+    return {
+        "pixel_scale": PIXEL_SCALE,
+        "mean": mean.tolist(),
+        "std": np.sqrt(np.maximum(np.diag(cov), 0.0)).tolist(),
+        "covariance": cov.tolist(),
+        "eigenvalues": values.tolist(),
+        "eigenvectors": vectors.tolist(),
+        "pixels": int(count),
+        "sampling": SAMPLING,
+    }

@@ -1,0 +1,237 @@
+"""End-to-end tests of `python -m preprocessing.build_tfrecords` through run([...]).
+
+Every test builds its own inputs (tests/preprocessing_fixtures.py), runs the
+whole Beam job in-process on the FnApiRunner, and reads every record back with
+tf.data and the shared schema.
+"""
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from preprocessing import build_tfrecords, images, schema, shards
+from tests import preprocessing_fixtures as fx
+
+# One in-process worker: the fastest way to run the real pipeline in a test.
+# test_rerun_is_byte_identical_on_the_default_runner covers the default
+# (one subprocess worker per core).
+IN_PROCESS = ["--direct_running_mode", "in_memory", "--direct_num_workers", "1"]
+
+
+def _run(out, *args, runner=IN_PROCESS):
+    return build_tfrecords.run([*map(str, args), "--output_dir", str(out), *runner])
+
+
+def _flags(data, train=None, val=None):
+    return [
+        "--train_dir", train or data["train_dir"], "--val_dir", val or data["val_dir"],
+        "--val_labels", data["gt"], "--devkit_classes", data["devkit"], "--synsets", data["synsets"],
+    ]
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clean")
+    data = fx.make_clean_set(root / "in")
+    data["train_tar"], data["val_tar"] = fx.make_tars(data, root / "tars")
+    data["out"] = root / "out"
+    data["meta"] = _run(data["out"], *_flags(data), "--train_shards", 3, "--val_shards", 2, "--image_size", 48)
+    return data
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("messy")
+    data = fx.make_messy_set(root / "in")
+    data["out"] = root / "out"
+    data["meta"] = _run(
+        data["out"], *_flags(data), "--train_shards", 3, "--val_shards", 2, "--image_size", 40,
+        "--max_reject_fraction", 0.5,
+    )
+    return data
+
+
+def test_every_record_reads_back_with_labels_sizes_and_counts(messy, capsys):
+    meta = schema.load_metadata(str(messy["out"]))
+    assert meta == messy["meta"]
+    assert meta["format_version"] == 1 and meta["label_offset"] == 0
+    assert meta["synsets"] == fx.SYNSETS and meta["num_classes"] == 5
+    assert meta["class_names"] == [fx.NAMES[s] for s in fx.SYNSETS]
+    assert meta["image_size"] == 40
+    assert meta["shards"] == {"train": 3, "validation": 2}
+    for split in schema.SPLITS:
+        records = fx.read_records(messy["out"], split)
+        assert sorted(records) == [schema.shard_name(split, i, meta["shards"][split]) for i in range(meta["shards"][split])]
+        rows = [row for shard in records.values() for row in shard]
+        expected = messy["written"][split]
+        assert sorted(row[schema.FILENAME] for row in rows) == sorted(expected)
+        for row in rows:
+            synset = expected[row[schema.FILENAME]]
+            assert row[schema.SYNSET] == synset
+            assert row[schema.LABEL] == fx.SYNSETS.index(synset)  # sorted order, not devkit order
+            assert row[schema.TEXT] == fx.NAMES[synset]
+            assert (row[schema.HEIGHT], row[schema.WIDTH], row[schema.CHANNELS]) == (40, 40, 3)
+            assert row["pixels"].shape == (40, 40, 3) and row["pixels"].dtype == np.uint8
+            assert row[schema.FORMAT] == "JPEG" and row[schema.COLORSPACE] == "RGB"
+        assert meta["counts"][split] == len(expected)
+        assert meta["rejected"][split] == len(messy["rejected"][split])
+        assert meta["inputs"][split] == meta["counts"][split] + meta["rejected"][split]
+    # Classes are mixed within every training shard.
+    for rows in fx.read_records(messy["out"], schema.TRAIN).values():
+        assert len({row[schema.LABEL] for row in rows}) >= 2
+
+
+def test_every_bad_input_is_listed_with_its_reason(messy):
+    listed = fx.read_rejects(messy["out"])
+    found = {(Path(path.split("!")[-1]).name, split): reason for path, split, reason in listed}
+    expected = {(name, split): reason for split, items in messy["rejected"].items() for name, reason in items.items()}
+    assert sorted(found) == sorted(expected)
+    for key, fragment in expected.items():
+        assert fragment in found[key], (key, found[key])
+    assert len(listed) == len(expected)  # nothing listed twice
+    unmatched = (messy["out"] / shards.UNMATCHED_LABELS_FILE).read_text().split()
+    assert unmatched == messy["unmatched"]
+    assert messy["meta"]["labels_without_images"] == {"validation": 3}
+
+
+def test_pca_statistics_equal_numpy_on_the_same_pixels(messy):
+    pixels = []
+    for name, synset in messy["written"][schema.TRAIN].items():
+        data = (messy["train_dir"] / synset / name).read_bytes()
+        pixels.append(images.process_image(data, 40)[3].reshape(-1, 3))
+    x = np.concatenate(pixels).astype(np.float64) / 255.0
+    cov = np.cov(x, rowvar=False, bias=True)
+    values, vectors = np.linalg.eigh(cov)
+    rgb = messy["meta"]["rgb"]
+    assert rgb["pixel_scale"] == "[0, 1]" and rgb["pixels"] == x.shape[0] and "every pixel" in rgb["sampling"]
+    np.testing.assert_allclose(rgb["mean"], x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(rgb["std"], x.std(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(rgb["covariance"], cov, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(rgb["eigenvalues"], values[::-1], rtol=1e-9)
+    for i, vector in enumerate(np.asarray(rgb["eigenvectors"])):
+        # eigenvectors[i] belongs to eigenvalues[i]: cov v = lambda v.
+        np.testing.assert_allclose(cov @ vector, rgb["eigenvalues"][i] * vector, atol=1e-12)
+        assert abs(abs(vector @ vectors[:, 2 - i]) - 1.0) < 1e-9
+    # The stored JPEGs keep the mean (their chroma subsampling smears the
+    # fixture's pixel noise, so the covariance of decoded noise differs).
+    stored = np.concatenate(
+        [row["pixels"].reshape(-1, 3) for rows in fx.read_records(messy["out"], schema.TRAIN).values() for row in rows]
+    ) / 255.0
+    np.testing.assert_allclose(stored.mean(axis=0), x.mean(axis=0), atol=0.01)
+
+
+def test_tar_layouts_give_the_same_shards_as_folders(clean, tmp_path):
+    out = tmp_path / "from-tars"
+    meta = _run(out, *_flags(clean, clean["train_tar"], clean["val_tar"]), "--train_shards", 3, "--val_shards", 2, "--image_size", 48)
+    assert fx.shard_bytes(out) == fx.shard_bytes(clean["out"])
+    assert len(fx.shard_bytes(out)) == 5
+    for key in ("counts", "rejected", "inputs", "rgb", "synsets", "shards"):
+        assert meta[key] == clean["meta"][key]
+    assert meta["counts"] == {"train": 15, "validation": 6}
+    assert fx.read_rejects(out) == []
+    # The tars were read in place: nothing was extracted next to them.
+    assert sorted(p.name for p in clean["train_tar"].parent.iterdir()) == ["ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"]
+
+
+def test_corrupt_and_odd_tar_members_are_rejected(clean, tmp_path):
+    train_tar = tmp_path / "train.tar"
+    data = clean["train_tar"].read_bytes()
+    # A flat image at the top of the train tar has no class; a symlink member
+    # is not a file; cut the tar inside the last inner tar (corrupt tail).
+    with tarfile.open(train_tar, "w", format=tarfile.GNU_FORMAT) as tar:
+        tar.add(clean["train_tar"], arcname="all.tar")
+        tar.add(clean["val_dir"] / "ILSVRC2012_val_00000001.JPEG", arcname="loose.JPEG")
+        link = tarfile.TarInfo("link.JPEG")
+        link.type, link.linkname = tarfile.SYMTYPE, "loose.JPEG"
+        tar.addfile(link)
+    assert data  # the inner "all.tar" is itself a tar of tars: its members are class tars, not images
+    meta = _run(
+        tmp_path / "out", "--train_dir", train_tar, "--synsets", clean["synsets"], "--train_shards", 2,
+        "--image_size", 32, "--max_reject_fraction", 1.0,
+    )
+    reasons = {Path(p.split("!")[-1]).name: r for p, s, r in fx.read_rejects(tmp_path / "out")}
+    assert reasons["loose.JPEG"] == "not in a class folder or class tar"
+    assert reasons["link.JPEG"] == "not a regular file in the tar"
+    # all.tar is a class tar named "all" whose members are tars, not images.
+    assert all("class all is not in the class list" in reasons[n] for n in ("n01440764.tar", "n01443537.tar", "n01484850.tar"))
+    assert meta["inputs"]["train"] == 5 and meta["counts"]["train"] == 0
+
+
+def test_rerun_is_byte_identical_on_the_default_runner(clean, tmp_path):
+    out = tmp_path / "again"
+    # No runner flags: the job's default (FnApiRunner, one process per core).
+    meta = _run(out, *_flags(clean), "--train_shards", 3, "--val_shards", 2, "--image_size", 48, runner=[])
+    assert fx.shard_bytes(out) == fx.shard_bytes(clean["out"])
+    a = json.loads((out / "metadata.json").read_text())
+    b = json.loads((clean["out"] / "metadata.json").read_text())
+    a["options"].pop("output_dir"), b["options"].pop("output_dir")
+    assert a == b
+    assert meta["options"]["image_size"] == 48
+
+
+def test_refuses_a_non_empty_output_dir_and_overwrite_removes_stale_shards(clean, tmp_path, capsys):
+    out = tmp_path / "out"
+    _run(out, *_flags(clean), "--train_shards", 3, "--val_shards", 2, "--image_size", 32)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        _run(out, *_flags(clean), "--train_shards", 2, "--val_shards", 1, "--image_size", 32)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not empty" in err[0] and "--overwrite" in err[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    meta = _run(out, *_flags(clean), "--train_shards", 2, "--val_shards", 1, "--image_size", 32, "--overwrite")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        ["metadata.json", "rejects.tsv", "labels_without_images.txt",
+         "train-00000-of-00002", "train-00001-of-00002", "validation-00000-of-00001"]
+    )
+    assert meta["shards"] == {"train": 2, "validation": 1}
+
+
+def test_guard_fails_the_job_when_far_too_much_is_rejected(clean, tmp_path, capsys):
+    out = tmp_path / "out"
+    # Wrong folder: the validation images given as "class folders" of train.
+    wrong = tmp_path / "wrong"
+    (wrong / "n01440764").mkdir(parents=True)
+    for i in range(4):
+        (wrong / "n01440764" / ("%d.JPEG" % i)).write_bytes(b"not a picture")
+    (wrong / "n01440764" / "ok.JPEG").write_bytes((clean["val_dir"] / "ILSVRC2012_val_00000001.JPEG").read_bytes())
+    with pytest.raises(SystemExit) as exit_info:
+        _run(out, "--train_dir", wrong, "--train_shards", 1, "--image_size", 32)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "train: rejected 4 of 5 inputs (80.0%), more than --max_reject_fraction 0.1" in err[0]
+    assert not (out / "metadata.json").exists()
+    assert len(fx.read_rejects(out)) == 4
+    # The same input passes with a looser guard.
+    meta = _run(tmp_path / "loose", "--train_dir", wrong, "--train_shards", 1, "--image_size", 32, "--max_reject_fraction", 0.9)
+    assert meta["counts"]["train"] == 1 and meta["rejected"]["train"] == 4
+
+
+def test_keep_size_stores_original_bytes_of_rgb_jpegs(clean, tmp_path):
+    meta = _run(tmp_path / "out", "--train_dir", clean["train_dir"], "--train_shards", 1, "--keep_size")
+    assert meta["image_size"] is None
+    rows = fx.read_records(tmp_path / "out", schema.TRAIN)["train-00000-of-00001"]
+    assert len(rows) == 15 and meta["num_classes"] == 3  # classes = sorted train folders
+    for row in rows:
+        source = (clean["train_dir"] / row[schema.SYNSET] / row[schema.FILENAME]).read_bytes()
+        assert row["pixels"].shape == (row[schema.HEIGHT], row[schema.WIDTH], 3)
+        if row[schema.FILENAME].endswith(("_0.JPEG", "_3.JPEG")):  # the RGB ones
+            assert row[schema.ENCODED] == source
+
+
+def test_demo_generates_and_converts_a_deterministic_set(tmp_path):
+    out = tmp_path / "demo"
+    meta = _run(out, "--demo", "--image_size", 64, "--demo_train_per_class", 4, "--demo_val_per_class", 2)
+    assert meta["num_classes"] == 10 and meta["counts"] == {"train": 40, "validation": 20}
+    assert meta["shards"] == {"train": 8, "validation": 2}
+    assert (out / "metadata.json").exists() and (out / "source" / "train").is_dir()
+    rows = [r for rows in fx.read_records(out, schema.VALIDATION).values() for r in rows]
+    assert sorted(r[schema.LABEL] for r in rows) == sorted(list(range(10)) * 2)
+    again = tmp_path / "again"
+    _run(again, "--demo", "--image_size", 64, "--demo_train_per_class", 4, "--demo_val_per_class", 2)
+    assert fx.shard_bytes(again) == fx.shard_bytes(out)
