@@ -1,0 +1,406 @@
+"""Distribution: one device vs `MirroredStrategy`, with mixed precision and XLA on and off.
+
+    python -m benchmarks --stages distribute          # the stage, as written to BENCHMARKS.md
+    python -m benchmarks.distribute --worker --strategy mirrored --replicas 2 --precision float32
+
+On a CPU-only machine the comparison is one CPU device vs `MirroredStrategy` over
+`--replicas` logical CPU devices (`tf.config.set_logical_device_configuration`),
+the configuration the trainer's `--strategy mirrored --cpu_replicas 2` uses; where
+GPUs are present it is one GPU vs all GPUs. Logical devices can only be configured
+before TensorFlow initialises its runtime, so every configuration runs in its own
+worker process. Each worker times `train_on_batch` of `model.build_alexnet` on one
+fixed random global batch (the replicas split it), exactly as the training-step stage.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+from benchmarks import common
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def configure_devices(device, replicas):
+    """Creates the devices a configuration needs; must run before any TensorFlow op.
+
+    Args:
+      device: 'cpu' or 'gpu'.
+      replicas: CPU: number of logical CPU devices to split the one physical CPU
+        into (1 = leave it alone). GPU: number of GPUs to use (the first ones).
+
+    Returns:
+      The device names the strategy should use, e.g. ['/cpu:0', '/cpu:1'].
+
+    Raises:
+      ValueError: more GPUs requested than present.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    if device == "cpu":
+        if replicas > 1:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+        return ["/cpu:%d" % i for i in range(replicas)]
+    gpus = tf.config.list_physical_devices("GPU")
+    if replicas > len(gpus):
+        raise ValueError("expected at most %d GPUs (present). Received: replicas=%d" % (len(gpus), replicas))
+    return ["/gpu:%d" % i for i in range(replicas)]
+
+
+def run_configuration(args):
+    """One configuration's measurement (see `main`)."""
+    devices = configure_devices(args.device, args.replicas)
+    import keras  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from benchmarks.training_step import compile_alexnet, keras_step_rates, onednn_enabled  # pylint: disable=import-outside-toplevel
+    from model import build_alexnet  # pylint: disable=import-outside-toplevel
+
+    keras.mixed_precision.set_global_policy(args.precision)
+    if args.strategy == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(devices)
+    else:
+        strategy = tf.distribute.OneDeviceStrategy(devices[0])
+    with strategy.scope():
+        model = compile_alexnet(build_alexnet(args.num_classes, image_size=args.image_size), args.xla)
+    rates = keras_step_rates(model, args.batch_size, args.image_size, args.num_classes, args.warmup, args.repeats,
+                             args.steps)  # fmt: skip
+    return {
+        "device": args.device,
+        "strategy": args.strategy,
+        "replicas": strategy.num_replicas_in_sync,
+        "precision": args.precision,
+        "xla": args.xla,
+        "batch_size": args.batch_size,
+        "onednn": onednn_enabled(),
+        "physical_gpus": len(tf.config.list_physical_devices("GPU")),
+        "images_per_s": rates,
+    }
+
+
+def configurations(gpus, tiny):
+    """The configurations the stage measures, in order; the first is the reference.
+
+    Args:
+      gpus: number of physical GPUs (0 on a CPU-only machine).
+      tiny: only the one-device vs mirrored pair, in float32 without XLA.
+
+    Returns:
+      A list of dicts with device, strategy, replicas, precision, xla.
+    """
+    cpu = [
+        dict(device="cpu", strategy=strategy, replicas=replicas, precision=precision, xla=xla)
+        for precision, xla in (("float32", False), ("float32", True), ("mixed_bfloat16", False), ("mixed_bfloat16", True))
+        for strategy, replicas in (("one", 1), ("mirrored", 2))
+    ]
+    if tiny:
+        cpu = cpu[:2]
+    if not gpus:
+        return cpu
+    gpu = [
+        dict(device="gpu", strategy=strategy, replicas=replicas, precision=precision, xla=xla)
+        for precision, xla in (("float32", False), ("mixed_bfloat16", False), ("mixed_bfloat16", True),
+                               ("mixed_float16", True))
+        for strategy, replicas in (("one", 1), ("mirrored", gpus))
+    ]  # fmt: skip
+    if tiny:
+        gpu = gpu[:2]
+    return cpu[:2] + gpu  # with GPUs, the CPU pair stays as the reference of the CPU-only tables
+
+
+def stage_settings(tiny, repeats):
+    """Sizes for a full or a `--tiny` run of the stage."""
+    if tiny:
+        return {"batch_size": 4, "image_size": 67, "num_classes": 10, "warmup": 1, "repeats": repeats, "steps": 1}
+    return {"batch_size": 32, "image_size": 227, "num_classes": 1000, "warmup": 1, "repeats": repeats, "steps": 2}
+
+
+def _args(config, settings):
+    args = ["--worker", "--device", config["device"], "--strategy", config["strategy"], "--replicas",
+            config["replicas"], "--precision", config["precision"]]  # fmt: skip
+    if config["xla"]:
+        args.append("--xla")
+    for key in ("batch_size", "image_size", "num_classes", "warmup", "repeats", "steps"):
+        args += ["--" + key, settings[key]]
+    return [str(a) for a in args]
+
+
+def run_stage(tiny=False, repeats=3, log=print):
+    """Runs every configuration in its own worker process.
+
+    The first worker (one CPU device) also reports the number of physical GPUs;
+    the GPU configurations are added only when there are some.
+
+    Args:
+      tiny: small inputs: checks the machinery, figures meaningless.
+      repeats: timed runs per configuration.
+      log: progress printer.
+
+    Returns:
+      {"settings", "gpus", "runs": [worker result or {"error"}, each with its config and command]}.
+    """
+    settings = stage_settings(tiny, repeats)
+    pending = configurations(0, tiny)
+    runs, gpus, index = [], 0, 0
+    while index < len(pending):
+        config = pending[index]
+        args = _args(config, settings)
+        command = "python -m benchmarks.distribute " + " ".join(args)
+        log("distribute: %s" % " ".join("%s=%s" % kv for kv in config.items()))
+        try:
+            result = common.run_worker("benchmarks.distribute", args)
+        except common.WorkerError as err:
+            result = {"error": str(err)}
+        result.update(config=config, command=command)
+        runs.append(result)
+        if index == 0 and result.get("physical_gpus"):
+            gpus = result["physical_gpus"]
+            pending = configurations(gpus, tiny)
+        index += 1
+    return {"settings": settings, "gpus": gpus, "runs": runs}
+
+
+def render(stage):
+    """The stage's markdown table: images/s and speed-up over the first (one CPU device, float32) row."""
+    settings, runs = stage["settings"], stage["runs"]
+    out = ["### Distribution, mixed precision, XLA\n"]
+    out.append(
+        "AlexNet (%d classes), %dx%d inputs, global batch %d, SGD momentum 0.9. Images/s: median (min-max) of %d "
+        "timed runs of %d steps after %d warm-up run(s); each configuration in its own process.\n"
+        % (settings["num_classes"], settings["image_size"], settings["image_size"], settings["batch_size"],
+           settings["repeats"], settings["steps"], settings["warmup"])
+    )  # fmt: skip
+    reference = runs[0]["images_per_s"]["median"] if "images_per_s" in runs[0] else None
+    rows = []
+    for run in runs:
+        c = run["config"]
+        placement = "1 %s" % c["device"].upper() if c["strategy"] == "one" else "mirrored, %d %s%s" % (
+            c["replicas"], "logical CPU devices" if c["device"] == "cpu" else "GPUs", "")
+        if "images_per_s" in run:
+            cell = common.format_stats(run["images_per_s"])
+            ratio = "%.2fx" % (run["images_per_s"]["median"] / reference) if reference else "n/a"
+        else:
+            cell, ratio = "failed: " + run["error"], "n/a"
+        rows.append([placement, c["precision"], "on" if c["xla"] else "off", cell, ratio, "`%s`" % run["command"]])
+    out.append(common.markdown_table(["devices", "precision", "XLA", "images/s", "vs first row", "command"], rows))
+    if not stage["gpus"]:
+        out.append("No GPU present on this machine: the 1 GPU vs all GPUs rows (bfloat16 / float16, XLA) were not run.\n")
+    return "\n".join(x if x.endswith("\n") else x + "\n" for x in out)
+
+
+def main(argv=None):
+    """Worker: measures one configuration and prints one JSON result line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.distribute", description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", action="store_true", required=True, help="run one measurement process")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--strategy", choices=("one", "mirrored"), default="one")
+    parser.add_argument("--replicas", type=int, default=1, help="logical CPU devices, or GPUs")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy")
+    parser.add_argument("--xla", action="store_true", help="compile the train step with XLA (jit_compile)")
+    parser.add_argument("--batch_size", type=int, default=32, help="global batch")
+    parser.add_argument("--image_size", type=int, default=227)
+    parser.add_argument("--num_classes", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.replicas < 1 or args.batch_size % args.replicas:
+        parser.error("expected replicas >= 1 dividing batch_size. Received: replicas=%d, batch_size=%d"
+                     % (args.replicas, args.batch_size))  # fmt: skip
+    if args.strategy == "one" and args.replicas != 1:
+        parser.error("expected replicas=1 with --strategy one. Received: replicas=%d" % args.replicas)
+    common.emit_result(run_configuration(args))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
+
+
+# ---------------------------------------------------------------- end to end: python -m trainer.task vs the bare step
+
+# The trainer's end-of-epoch log line (trainer/loop.py): "... | lr 0.01 | 17.9 images/s".
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+) step (\d+): .*\| ([0-9.]+) images/s\s*$")
+E2E_STRATEGIES = (("default", 1), ("mirrored", 2))
+
+
+def e2e_settings(tiny, repeats):
+    """Sizes of the end-to-end stage: the same batch and input as the distribute stage's float32 rows."""
+    base = stage_settings(tiny, repeats)
+    return dict(base, steps_per_epoch=2 if tiny else 6, epochs=1 + repeats)
+
+
+def build_shards(image_source, out_dir, tiny, log=print):
+    """Runs `python -m preprocessing.build_tfrecords` to make the shards the trainer reads.
+
+    Args:
+      image_source: the ImageNet-layout sample root (train/, val/, meta/) or None for the job's `--demo` set.
+      out_dir: output directory (must not exist or be empty).
+      tiny: a handful of demo images per class.
+      log: progress printer.
+
+    Returns:
+      (out_dir, a short description of the data).
+    """
+    if image_source is not None:
+        meta = os.path.join(image_source, "meta")
+        args = ["--train_dir", os.path.join(image_source, "train"), "--val_dir", os.path.join(image_source, "val"),
+                "--val_labels", os.path.join(meta, "ILSVRC2012_validation_ground_truth.txt"),
+                "--devkit_classes", os.path.join(meta, "map_clsloc.txt"),
+                "--synsets", os.path.join(meta, "LOC_synset_mapping.txt"), "--train_shards", "2", "--val_shards", "1"]  # fmt: skip
+        what = "real ImageNet sample images (its train/ and val/), stored 256x256"
+    else:
+        per_class = ("3", "1") if tiny else ("20", "4")
+        args = ["--demo", "--demo_train_per_class", per_class[0], "--demo_val_per_class", per_class[1],
+                "--train_shards", "2", "--val_shards", "1"]  # fmt: skip
+        what = "the preprocessing job's --demo images (%s train / %s validation per class)" % per_class
+    command = [sys.executable, "-m", "preprocessing.build_tfrecords", *args, "--output_dir", out_dir]
+    log("end_to_end: building shards (%s)" % what)
+    what += ", built by `python -m preprocessing.build_tfrecords %s --output_dir SHARDS`" % " ".join(
+        a if not a.startswith(image_source or "\0") else "SAMPLE" + a[len(image_source):] for a in args)
+    proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise common.WorkerError("preprocessing.build_tfrecords exited with code %d: %s" % (proc.returncode, tail[0]))
+    return out_dir, what
+
+
+def run_trainer(data_dir, model_dir, strategy, replicas, settings, timeout=3600):
+    """Runs `python -m trainer.task` and times it from its own epoch lines.
+
+    Two rates per epoch after the first (which traces the step and fills the pipeline):
+    the trainer's own images/s (its training steps, input pipeline included) and an
+    all-in rate, the epoch's images over the wall time between this epoch's log line
+    and the previous one, which adds validation (one batch), summaries and the checkpoint.
+
+    Args:
+      data_dir: shards and metadata.json.
+      model_dir: a fresh run directory.
+      strategy: the trainer's --strategy.
+      replicas: --cpu_replicas for mirrored (1: not passed).
+      settings: `e2e_settings`.
+      timeout: seconds.
+
+    Returns:
+      {"trainer": stats, "all_in": stats, "command": str}.
+    """
+    args = ["--data_dir", data_dir, "--model_dir", model_dir, "--strategy", strategy,
+            "--batch_size", settings["batch_size"], "--epochs", settings["epochs"],
+            "--steps_per_epoch", settings["steps_per_epoch"], "--image_size", settings["image_size"],
+            "--val_steps", 1, "--no_export", "--seed", 0]  # fmt: skip
+    if replicas > 1:
+        args += ["--cpu_replicas", replicas]
+    args = [str(a) for a in args]
+    command = [sys.executable, "-m", "trainer.task", *args]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    stamps, reported, lines = [], [], []
+    start = time.perf_counter()
+    # Line-buffered reading so that each epoch line is stamped when it is printed.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1) as proc:
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            match = EPOCH_LINE.match(line.strip())
+            if match:
+                stamps.append(time.perf_counter())
+                reported.append(float(match.group(4)))
+            if time.perf_counter() - start > timeout:
+                proc.kill()
+                raise common.WorkerError("trainer.task timed out after %d s" % timeout)
+        code = proc.wait()
+    # The shards and run directory are temporary: the command names them by role.
+    shown = "python -m trainer.task --data_dir SHARDS --model_dir RUN_DIR " + " ".join(args[4:])
+    if code != 0:
+        raise common.WorkerError("trainer.task exited with code %d: %s" % (code, "\n".join(lines[-3:])))
+    if len(stamps) != settings["epochs"]:
+        raise common.WorkerError("expected %d epoch lines from trainer.task (its log format may have changed). "
+                                 "Received: %d; last output: %s" % (settings["epochs"], len(stamps), lines[-1:]))  # fmt: skip
+    images = settings["batch_size"] * settings["steps_per_epoch"]
+    intervals = [b - a for a, b in zip(stamps, stamps[1:])]
+    return {"trainer": common.summarize(reported[1:]), "all_in": common.rate_stats(images, intervals), "command": shown}
+
+
+def bare_reference(results, settings, strategy, log):
+    """The bare model step for a trainer strategy: the distribute stage's row when it ran with the same
+    sizes in this invocation, else a fresh worker run."""
+    name, replicas = ("one", 1) if strategy == "default" else ("mirrored", 2)
+    stage = results.get("distribute")
+    if stage and stage["settings"] == stage_settings_like(settings):
+        for run in stage["runs"]:
+            c = run["config"]
+            if c["device"] == "cpu" and c["strategy"] == name and c["precision"] == "float32" and not c["xla"]:
+                if "images_per_s" in run:
+                    return run["images_per_s"], run["command"]
+    config = dict(device="cpu", strategy=name, replicas=replicas, precision="float32", xla=False)
+    args = _args(config, stage_settings_like(settings))
+    log("end_to_end: bare step, %s" % name)
+    return common.run_worker("benchmarks.distribute", args)["images_per_s"], "python -m benchmarks.distribute " + " ".join(args)
+
+
+def stage_settings_like(settings):
+    """The distribute-stage settings that share this stage's batch, input and repeats."""
+    return {k: settings[k] for k in ("batch_size", "image_size", "num_classes", "warmup", "repeats", "steps")}
+
+
+def run_end_to_end(tiny, repeats, work_dir, image_source, results, log=print):
+    """Trainer vs bare step under the default strategy and mirrored over 2 logical CPU devices.
+
+    Args:
+      tiny: tiny sizes.
+      repeats: epochs timed after the first.
+      work_dir: scratch directory (shards and run directories go below it).
+      image_source: ImageNet-layout sample root, or None for the demo set.
+      results: raw results of earlier stages of this invocation (the distribute stage's rows are reused).
+      log: progress printer.
+
+    Returns:
+      {"settings", "data", "runs": [{"strategy", "trainer", "all_in", "bare", "command", "bare_command"} or "error"]}.
+    """
+    settings = e2e_settings(tiny, repeats)
+    data_dir, what = build_shards(image_source, os.path.join(work_dir, "e2e_shards"), tiny, log)
+    with open(os.path.join(data_dir, "metadata.json"), encoding="utf-8") as f:
+        settings["num_classes"] = json.load(f)["num_classes"]
+    runs = []
+    for strategy, replicas in E2E_STRATEGIES:
+        log("end_to_end: trainer.task --strategy %s" % strategy)
+        run = {"strategy": strategy, "replicas": replicas}
+        try:
+            run.update(run_trainer(data_dir, os.path.join(work_dir, "e2e_run_" + strategy), strategy, replicas, settings))
+            run["bare"], run["bare_command"] = bare_reference(results, settings, strategy, log)
+        except common.WorkerError as err:
+            run["error"] = str(err)
+        runs.append(run)
+    return {"settings": settings, "data": what, "runs": runs}
+
+
+def render_end_to_end(stage):
+    """The end-to-end table: trainer images/s vs the bare step, target >= 0.9."""
+    s = stage["settings"]
+    out = ["### End to end: `python -m trainer.task` vs the bare model step\n"]
+    out.append(
+        "Shards: %s. Full training augmentation (random 227 crop of the stored image, flip, PCA colour noise, mean "
+        "subtraction), %d classes (from metadata.json), %dx%d, global batch %d, %d epochs of %d steps; the first "
+        "epoch is warm-up, the other %d are timed. *Trainer* is the trainer's own images/s (training steps with "
+        "the input pipeline); *all-in* is the epoch's images over the wall time between consecutive epoch log "
+        "lines (adds one validation batch, summaries and the checkpoint). The bare step is `train_on_batch` on "
+        "one batch in memory, same network and strategy. Target: all-in / bare >= 0.9.\n"
+        % (stage["data"], s["num_classes"], s["image_size"], s["image_size"], s["batch_size"], s["epochs"],
+           s["steps_per_epoch"], s["epochs"] - 1)
+    )  # fmt: skip
+    rows = []
+    for run in stage["runs"]:
+        name = "default" if run["strategy"] == "default" else "mirrored, %d logical CPU devices" % run["replicas"]
+        if "error" in run:
+            rows.append([name, "failed: " + run["error"], "", "", "", ""])
+            continue
+        ratio = run["all_in"]["median"] / run["bare"]["median"]
+        rows.append([name, common.format_stats(run["trainer"]), common.format_stats(run["all_in"]),
+                     common.format_stats(run["bare"]), "%.2f (%s)" % (ratio, "met" if ratio >= 0.9 else "missed"),
+                     "`%s`; bare: `%s`" % (run["command"], run["bare_command"])])  # fmt: skip
+    out.append(common.markdown_table(["strategy", "trainer images/s", "all-in images/s", "bare step images/s",
+                                      "all-in / bare", "commands"], rows))  # fmt: skip
+    return "\n".join(x if x.endswith("\n") else x + "\n" for x in out)

@@ -1,0 +1,492 @@
+"""Training step: Keras `model.build_alexnet` vs the same network in plain PyTorch, against the GEMM ceiling.
+
+    python -m benchmarks --stages train             # the stage, as written to BENCHMARKS.md
+    python -m benchmarks.training_step --worker --framework keras --batch_sizes 32,128
+    python -m benchmarks.training_step --worker --framework torch --batch_sizes 32,128
+
+Both frameworks train the paper's single-tower network (LRN, overlapping pooling,
+dropout 0.5, 1000 classes, 227x227x3 inputs) with SGD momentum 0.9, lr 0.01,
+coupled weight decay 5e-4 on the weights, one fixed random batch held in memory,
+so only the model step is timed. Each worker also times a large float32 matrix
+multiply (TensorFlow and numpy, or torch), the machine's practical float32
+ceiling in the same run.
+
+Training FLOPs per image use the usual estimate: forward multiply-accumulates of
+the convolutions and fully connected layers (from the layer shapes) x 2 FLOPs per
+MAC x 3 for forward + backward (the backward pass costs two forward passes: one
+for the data gradient, one for the weight gradient). ReLU, LRN, pooling, dropout,
+softmax and the optimizer update are not counted; conv1 needs no data gradient,
+so the exact count is a little lower (see `training_flops_per_image`).
+"""
+import argparse
+import os
+import sys
+from importlib import util as importlib_util
+
+from benchmarks import common
+
+MATMUL_SIZE = 4096  # 137 GFLOP per product: long enough to time, large enough for full-speed GEMM kernels
+TORCH_MISSING = "PyTorch is not installed: pip install -e '.[bench]' to compare"
+
+
+def alexnet_layer_macs(image_size=227, num_classes=1000, two_tower=False):
+    """Forward multiply-accumulates of AlexNet's convolutions and dense layers, from the layer shapes.
+
+    Same stack as `model.build_alexnet` with overlapping pooling: conv1 11x11/4
+    valid, pools 3/2 valid, conv2..conv5 'same'. With `two_tower`, conv2, conv4
+    and conv5 see half of the input channels.
+
+    Args:
+      image_size: side of the square input (>= 67).
+      num_classes: width of fc8.
+      two_tower: the paper's two-GPU connectivity.
+
+    Returns:
+      A list of (layer name, output shape without batch, MACs per image).
+    """
+    if image_size < 67:
+        raise ValueError("alexnet_layer_macs expected image_size >= 67. Received: image_size=%r" % (image_size,))
+    pool = lambda s: (s - 3) // 2 + 1  # noqa: E731  (3x3 stride 2, valid)
+    groups = 2 if two_tower else 1
+    layers = []
+    s = (image_size - 11) // 4 + 1
+    layers.append(("conv1", (s, s, 96), s * s * 96 * 11 * 11 * 3))
+    s = pool(s)
+    layers.append(("conv2", (s, s, 256), s * s * 256 * 5 * 5 * 96 // groups))
+    s = pool(s)
+    layers.append(("conv3", (s, s, 384), s * s * 384 * 3 * 3 * 256))
+    layers.append(("conv4", (s, s, 384), s * s * 384 * 3 * 3 * 384 // groups))
+    layers.append(("conv5", (s, s, 256), s * s * 256 * 3 * 3 * 384 // groups))
+    s = pool(s)
+    flat = s * s * 256
+    layers.append(("fc6", (4096,), flat * 4096))
+    layers.append(("fc7", (4096,), 4096 * 4096))
+    layers.append(("fc8", (num_classes,), 4096 * num_classes))
+    return layers
+
+
+def training_flops_per_image(image_size=227, num_classes=1000, two_tower=False):
+    """Training FLOPs per image: the usual 6 x forward MACs, and the exact count without conv1's data gradient.
+
+    Args:
+      image_size, num_classes, two_tower: as for `alexnet_layer_macs`.
+
+    Returns:
+      {"forward_macs", "estimate" (6 x MACs, the figure used for GFLOP/s),
+       "exact" (2 x (3 x MACs - conv1 MACs))}.
+    """
+    layers = alexnet_layer_macs(image_size, num_classes, two_tower)
+    macs = sum(m for _, _, m in layers)
+    conv1 = layers[0][2]
+    return {"forward_macs": macs, "estimate": 6 * macs, "exact": 2 * (3 * macs - conv1)}
+
+
+# ---------------------------------------------------------------- Keras (TensorFlow) worker
+
+
+def onednn_enabled():
+    """Whether this TensorFlow build runs with oneDNN (MKL) kernels; None when TF does not say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def tf_matmul_gflops(n, warmup, repeats):
+    """GFLOP/s of an n x n float32 `tf.linalg.matmul` (2 n^3 FLOPs), timed to completion."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    a = tf.random.uniform((n, n))
+    b = tf.random.uniform((n, n))
+    product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))  # a scalar fetch syncs cheaply
+    return common.rate_stats(2 * n**3 / 1e9, common.time_runs(lambda: product().numpy(), warmup, repeats))
+
+
+def numpy_matmul_gflops(n, warmup, repeats):
+    """GFLOP/s of an n x n float32 numpy matrix product (numpy's BLAS)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    return common.rate_stats(2 * n**3 / 1e9, common.time_runs(lambda: a @ b, warmup, repeats))
+
+
+def keras_step_rates(model, batch_size, image_size, num_classes, warmup, repeats, steps):
+    """Images/s of `model.train_on_batch` on one fixed random batch.
+
+    Args:
+      model: a compiled Keras model from (B, image_size, image_size, 3) to logits.
+      batch_size: global batch.
+      image_size: input side.
+      num_classes: label range.
+      warmup: untimed runs of `steps` steps (the first traces the step).
+      repeats: timed runs.
+      steps: train steps per run.
+
+    Returns:
+      `common.rate_stats` of images/s over the timed runs.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    x = tf.random.uniform((batch_size, image_size, image_size, 3), seed=1)
+    y = tf.random.uniform((batch_size,), 0, num_classes, dtype=tf.int32, seed=2)
+
+    def run():
+        for _ in range(steps):
+            model.train_on_batch(x, y)  # returns numpy logs: the step has finished
+
+    return common.rate_stats(batch_size * steps, common.time_runs(run, warmup, repeats))
+
+
+def compile_alexnet(model, jit_compile):
+    """Compiles `model` with the paper's optimizer: SGD, lr 0.01, momentum 0.9, logits loss."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def run_keras(args):
+    """The Keras worker's measurements (see `main`)."""
+    import keras  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from model import build_alexnet  # pylint: disable=import-outside-toplevel
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    result = {
+        "framework": "keras",
+        "version": "TF %s / Keras %s" % (tf.__version__, keras.__version__),
+        "onednn": onednn_enabled(),
+        "jit_compile": args.jit_compile,
+        "threads": args.threads or "default",
+        "matmul": {
+            "tf.linalg.matmul": tf_matmul_gflops(args.matmul_size, 1, args.repeats),
+            "numpy": numpy_matmul_gflops(args.matmul_size, 1, args.repeats),
+        },
+        "batches": {},
+    }
+    for batch_size in args.batch_sizes:
+        keras.utils.clear_session()
+        model = compile_alexnet(build_alexnet(args.num_classes, image_size=args.image_size), args.jit_compile)
+        result["batches"][str(batch_size)] = keras_step_rates(
+            model, batch_size, args.image_size, args.num_classes, args.warmup, args.repeats, args.steps
+        )
+        result["parameters"] = model.count_params()
+    return result
+
+
+# ---------------------------------------------------------------- PyTorch worker
+
+
+def torch_alexnet(num_classes=1000, image_size=227):
+    """The same single-tower AlexNet in plain `torch.nn` (channels-first, as PyTorch users write it).
+
+    LRN: `torch.nn.LocalResponseNorm` divides alpha by the window size (Caffe's
+    convention), so alpha = 5 x 1e-4 gives the paper's k=2, n=5, alpha=1e-4, beta=0.75.
+    Weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6, fc7 (the paper's init).
+
+    Args:
+      num_classes: width of fc8.
+      image_size: input side (fixes fc6's input width).
+
+    Returns:
+      A `torch.nn.Sequential` from (B, 3, image_size, image_size) to logits.
+    """
+    import torch  # pylint: disable=import-outside-toplevel
+    from torch import nn  # pylint: disable=import-outside-toplevel
+
+    flat = dict((name, shape) for name, shape, _ in alexnet_layer_macs(image_size, num_classes))
+    s = (flat["conv5"][0] - 3) // 2 + 1
+    lrn = lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)  # noqa: E731
+    net = nn.Sequential(
+        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Flatten(),
+        nn.Linear(s * s * 256, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(4096, num_classes),
+    )  # fmt: skip
+    bias_one = {3, 10, 12, 16, 19}  # conv2, conv4, conv5, fc6, fc7
+    with torch.no_grad():
+        for index, layer in enumerate(net):
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                layer.weight.normal_(0.0, 0.01)
+                layer.bias.fill_(1.0 if index in bias_one else 0.0)
+    return net
+
+
+def torch_matmul_gflops(n, warmup, repeats):
+    """GFLOP/s of an n x n float32 `torch.mm`."""
+    import torch  # pylint: disable=import-outside-toplevel
+
+    a = torch.rand(n, n)
+    b = torch.rand(n, n)
+    return common.rate_stats(2 * n**3 / 1e9, common.time_runs(lambda: torch.mm(a, b), warmup, repeats))
+
+
+def torch_step_rates(batch_size, image_size, num_classes, warmup, repeats, steps, channels_last=False):
+    """Images/s of a PyTorch SGD momentum training step of `torch_alexnet` on one fixed random batch."""
+    import torch  # pylint: disable=import-outside-toplevel
+
+    torch.manual_seed(0)
+    net = torch_alexnet(num_classes, image_size).train()
+    x = torch.rand(batch_size, 3, image_size, image_size)
+    y = torch.randint(0, num_classes, (batch_size,))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    weights = [p for name, p in net.named_parameters() if name.endswith("weight")]
+    biases = [p for name, p in net.named_parameters() if name.endswith("bias")]
+    # Coupled weight decay on weights only, as build_alexnet's kernel regularizer.
+    optimizer = torch.optim.SGD(
+        [{"params": weights, "weight_decay": 5e-4}, {"params": biases, "weight_decay": 0.0}], lr=0.01, momentum=0.9
+    )
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def run():
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            optimizer.step()
+        return loss.item()
+
+    return common.rate_stats(batch_size * steps, common.time_runs(run, warmup, repeats))
+
+
+def run_torch(args):
+    """The PyTorch worker's measurements, or {'unavailable': ...} when PyTorch is not installed."""
+    try:
+        import torch  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return {"framework": "torch", "unavailable": TORCH_MISSING}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {
+        "framework": "torch",
+        "version": "PyTorch %s" % torch.__version__,
+        "onednn": bool(torch.backends.mkldnn.is_available()),
+        "channels_last": args.channels_last,
+        "threads": torch.get_num_threads(),
+        "matmul": {"torch.mm": torch_matmul_gflops(args.matmul_size, 1, args.repeats)},
+        "batches": {},
+    }
+    for batch_size in args.batch_sizes:
+        result["batches"][str(batch_size)] = torch_step_rates(
+            batch_size, args.image_size, args.num_classes, args.warmup, args.repeats, args.steps, args.channels_last
+        )
+    result["parameters"] = sum(p.numel() for p in torch_alexnet(args.num_classes, args.image_size).parameters())
+    return result
+
+
+def torch_available():
+    """Whether `import torch` can be attempted here (the worker still reports a failing import)."""
+    return importlib_util.find_spec("torch") is not None
+
+
+# ---------------------------------------------------------------- the stage, run from benchmarks/__main__
+
+
+def worker_args(framework, batch_sizes, image_size, num_classes, warmup, repeats, steps, matmul_size, extra=()):
+    """The command-line arguments of one worker run."""
+    return [
+        "--worker", "--framework", framework, "--batch_sizes", ",".join(str(b) for b in batch_sizes),
+        "--image_size", image_size, "--num_classes", num_classes, "--warmup", warmup, "--repeats", repeats,
+        "--steps", steps, "--matmul_size", matmul_size, *extra,
+    ]  # fmt: skip
+
+
+def stage_settings(tiny, repeats):
+    """Sizes for a full or a `--tiny` run of the stage."""
+    if tiny:
+        return {"batch_sizes": [4], "image_size": 67, "num_classes": 10, "warmup": 1, "repeats": repeats, "steps": 1,
+                "matmul_size": 256}  # fmt: skip
+    return {"batch_sizes": [32, 128], "image_size": 227, "num_classes": 1000, "warmup": 1, "repeats": repeats,
+            "steps": 2, "matmul_size": MATMUL_SIZE}  # fmt: skip
+
+
+def variant_runs(settings):
+    """The investigation runs, at the smallest batch: what changes the Keras step and the PyTorch step."""
+    small = dict(settings, batch_sizes=settings["batch_sizes"][:1])
+    return [
+        ("keras", "Keras, oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)", small, (), {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+        ("keras", "Keras, XLA (jit_compile=True)", small, ("--jit_compile",), {}),
+        ("keras", "Keras, 1 thread per pool", small, ("--threads", "1"), {}),
+        ("torch", "PyTorch, channels_last", small, ("--channels_last",), {}),
+    ]
+
+
+def run_stage(tiny=False, repeats=3, variants=True, log=print):
+    """Runs the Keras and PyTorch workers (and the investigation variants) and collects their results.
+
+    Args:
+      tiny: small input, batch and matrix: checks the machinery in seconds, figures meaningless.
+      repeats: timed runs per figure.
+      variants: also run the oneDNN / XLA / threads / channels_last variants (not in tiny mode).
+      log: progress printer.
+
+    Returns:
+      {"settings", "flops", "keras", "torch", "variants": [...]} where each run is a
+      worker result or {"error": message} / {"unavailable": message}.
+    """
+    settings = stage_settings(tiny, repeats)
+    runs = [("keras", "Keras (default)", settings, (), {}), ("torch", "PyTorch (default)", settings, (), {})]
+    if variants and not tiny:
+        runs += variant_runs(settings)
+    results = []
+    for framework, label, s, extra, env in runs:
+        args = worker_args(framework, s["batch_sizes"], s["image_size"], s["num_classes"], s["warmup"],
+                           s["repeats"], s["steps"], s["matmul_size"], extra)  # fmt: skip
+        command = " ".join("%s=%s" % kv for kv in env.items()) + (" " if env else "")
+        command += "python -m benchmarks.training_step " + " ".join(str(a) for a in args)
+        log("train: %s" % label)
+        if framework == "torch" and not torch_available():
+            result = {"framework": "torch", "unavailable": TORCH_MISSING}
+        else:
+            try:
+                result = common.run_worker("benchmarks.training_step", args, env=env)
+            except common.WorkerError as err:
+                result = {"framework": framework, "error": str(err)}
+        result.update(label=label, command=command)
+        results.append(result)
+    return {
+        "settings": settings,
+        "flops": training_flops_per_image(settings["image_size"], settings["num_classes"]),
+        "layers": alexnet_layer_macs(settings["image_size"], settings["num_classes"]),
+        "keras": results[0],
+        "torch": results[1],
+        "variants": results[2:],
+    }
+
+
+def ceiling(stage):
+    """The largest median GEMM GFLOP/s measured in the stage's default runs: (GFLOP/s stats, name)."""
+    best = None
+    for run in (stage["keras"], stage["torch"]):
+        for name, stats in run.get("matmul", {}).items():
+            if best is None or stats["median"] > best[0]["median"]:
+                best = (stats, name)
+    return best
+
+
+def _cell(run, batch):
+    if "unavailable" in run:
+        return run["unavailable"]
+    if "error" in run:
+        return "failed: " + run["error"]
+    return common.format_stats(run["batches"][str(batch)])
+
+
+def render(stage):
+    """The stage's markdown: GEMM ceiling, the Keras vs PyTorch table, the FLOP count, the variants."""
+    settings, flops = stage["settings"], stage["flops"]
+    keras_run, torch_run = stage["keras"], stage["torch"]
+    gflop_per_image = flops["estimate"] / 1e9
+    best = ceiling(stage)
+    out = ["### Training step\n"]
+    out.append(
+        "AlexNet (single tower, LRN, dropout, %d classes), %dx%d inputs, SGD momentum 0.9, one fixed batch in "
+        "memory. Images/s: median (min-max) of %d timed runs of %d steps after %d warm-up run(s). "
+        "Training cost: %.2f GFLOP per image (%d forward MACs x 2 x 3; %.2f GFLOP without conv1's data gradient).\n"
+        % (settings["num_classes"], settings["image_size"], settings["image_size"], settings["repeats"],
+           settings["steps"], settings["warmup"], gflop_per_image, flops["forward_macs"], flops["exact"] / 1e9)
+    )  # fmt: skip
+    rows = []
+    for run in (keras_run, torch_run):
+        for name, stats in run.get("matmul", {}).items():
+            rows.append(["%s (%s)" % (name, run["version"]), "%d x %d float32" % ((settings["matmul_size"],) * 2),
+                         common.format_stats(stats)])  # fmt: skip
+    if rows:
+        out.append("Float32 matrix-multiply ceiling, measured in the same run (GFLOP/s):\n")
+        out.append(common.markdown_table(["GEMM", "size", "GFLOP/s"], rows))
+        out.append("Ceiling used below: **%.1f GFLOP/s** (%s, the fastest median).\n" % (best[0]["median"], best[1]))
+    headers = ["batch", "Keras images/s", "PyTorch images/s", "Keras / PyTorch", "Keras GFLOP/s", "Keras % of ceiling",
+               "PyTorch GFLOP/s", "PyTorch % of ceiling"]  # fmt: skip
+    rows = []
+    for batch in settings["batch_sizes"]:
+        row = [batch, _cell(keras_run, batch), _cell(torch_run, batch)]
+        ok_k, ok_t = "batches" in keras_run, "batches" in torch_run
+        kmed = keras_run["batches"][str(batch)]["median"] if ok_k else None
+        tmed = torch_run["batches"][str(batch)]["median"] if ok_t else None
+        row.append("%.2fx" % (kmed / tmed) if ok_k and ok_t else "n/a")
+        for med in (kmed, tmed):
+            if med is None or best is None:
+                row += ["n/a", "n/a"]
+            else:
+                row += ["%.1f" % (med * gflop_per_image), "%.0f%%" % (100 * med * gflop_per_image / best[0]["median"])]
+        rows.append(row)
+    out.append(common.markdown_table(headers, rows))
+    bullets = []
+    for run in (keras_run, torch_run):
+        extra = ""
+        if "onednn" in run:
+            extra = " (oneDNN %s, threads %s)" % ("on" if run["onednn"] else "off", run.get("threads"))
+        bullets.append("- %s%s: `%s`\n" % (run.get("version", run["label"]), extra, run["command"]))
+    out.append("Commands:\n\n" + "".join(bullets))
+    if stage["variants"]:
+        out.append("Investigation, batch %d (each row its own process, same run):\n" % settings["batch_sizes"][0])
+        base = {"keras": keras_run, "torch": torch_run}
+        rows = []
+        batch = settings["batch_sizes"][0]
+        for run in stage["variants"]:
+            ref = base[run["framework"]]
+            if "batches" in run and "batches" in ref:
+                ratio = "%.2fx" % (run["batches"][str(batch)]["median"] / ref["batches"][str(batch)]["median"])
+            else:
+                ratio = "n/a"
+            rows.append([run["label"], _cell(run, batch), ratio, "`%s`" % run["command"]])
+        out.append(common.markdown_table(["variant", "images/s", "vs default", "command"], rows))
+    return "\n".join(x if x.endswith("\n") else x + "\n" for x in out)
+
+
+# ---------------------------------------------------------------- worker entry point
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError("expected comma-separated integers. Received: %r" % text) from err
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers. Received: %r" % text)
+    return values
+
+
+def main(argv=None):
+    """Worker: measures one framework and prints one JSON result line (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training_step", description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", action="store_true", required=True, help="run one measurement process")
+    parser.add_argument("--framework", choices=("keras", "torch"), required=True)
+    parser.add_argument("--batch_sizes", type=_int_list, default=[32, 128])
+    parser.add_argument("--image_size", type=int, default=227)
+    parser.add_argument("--num_classes", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure")
+    parser.add_argument("--steps", type=int, default=2, help="train steps per timed run")
+    parser.add_argument("--matmul_size", type=int, default=MATMUL_SIZE)
+    parser.add_argument("--jit_compile", action="store_true", help="Keras: compile the step with XLA")
+    parser.add_argument("--channels_last", action="store_true", help="PyTorch: channels_last memory format")
+    parser.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: framework default)")
+    args = parser.parse_args(argv)
+    if args.image_size < 67 or args.repeats < 1 or args.steps < 1 or args.warmup < 0 or args.matmul_size < 1:
+        parser.error("expected image_size >= 67, repeats >= 1, steps >= 1, warmup >= 0, matmul_size >= 1. Received: "
+                     "%d, %d, %d, %d, %d" % (args.image_size, args.repeats, args.steps, args.warmup, args.matmul_size))
+    common.emit_result(run_keras(args) if args.framework == "keras" else run_torch(args))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Tests of `python -m benchmarks`: the machinery, not the speed.
+
+Benchmarks are not tests: the suite runs the command in --tiny mode and checks
+that it writes a well-formed report whose cells are measured numbers or
+explicit "not measured" notes, plus the pure parts (FLOP count from layer
+shapes, statistics, tables, flag errors) against independent references.
+"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import __main__ as bench_main
+from benchmarks import common, distribute, training_step
+
+REPO = Path(__file__).resolve().parents[1]
+STATS_CELL = re.compile(r"^\d+\.\d+ \(\d+\.\d+-\d+\.\d+\)$")
+
+
+# ---------------------------------------------------------------- FLOPs from layer shapes
+
+
+def _keras_macs(model):
+    """MACs per image from a built Keras model's own layer shapes (an independent count)."""
+    total = {}
+    for layer in model.layers:
+        if layer.name.startswith("conv"):
+            _, h, w, c = layer.output.shape
+            kh, kw, cin, _ = layer.kernel.shape  # cin is already per group for grouped convolutions
+            total[layer.name] = h * w * c * kh * kw * cin
+        elif layer.name.startswith("fc"):
+            cin, cout = layer.kernel.shape
+            total[layer.name] = cin * cout
+    return total
+
+
+@pytest.mark.parametrize("image_size,two_tower", [(227, True), (99, False)])
+def test_layer_macs_match_the_keras_model(image_size, two_tower):
+    from model import build_alexnet
+
+    model = build_alexnet(1000, image_size=image_size, two_tower=two_tower)
+    ours = {name: macs for name, _, macs in training_step.alexnet_layer_macs(image_size, 1000, two_tower)}
+    assert ours == _keras_macs(model)
+    shapes = {name: shape for name, shape, _ in training_step.alexnet_layer_macs(image_size, 1000, two_tower)}
+    assert shapes["conv5"] == tuple(model.get_layer("conv5").output.shape[1:])
+
+
+def test_training_flops_of_the_paper_network():
+    # 227x227, 1000 classes: conv1 55*55*96*363, conv2 27*27*256*2400, conv3 13*13*384*2304,
+    # conv4 13*13*384*3456, conv5 13*13*256*3456, fc6 9216*4096, fc7 4096*4096, fc8 4096*1000.
+    macs = 105_415_200 + 447_897_600 + 149_520_384 + 224_280_576 + 149_520_384 + 37_748_736 + 16_777_216 + 4_096_000
+    flops = training_step.training_flops_per_image(227, 1000)
+    assert flops["forward_macs"] == macs == 1_135_256_096
+    assert flops["estimate"] == 6 * macs
+    assert flops["exact"] == 2 * (3 * macs - 105_415_200)
+    with pytest.raises(ValueError, match="image_size >= 67. Received: image_size=63"):
+        training_step.alexnet_layer_macs(63)
+
+
+def test_torch_network_has_the_paper_parameter_count():
+    torch = pytest.importorskip("torch")
+    net = training_step.torch_alexnet(1000, 227)
+    assert sum(p.numel() for p in net.parameters()) == 62_378_344  # as model.build_alexnet, single tower
+    assert tuple(net(torch.zeros(1, 3, 227, 227)).shape) == (1, 1000)
+    small = training_step.torch_alexnet(10, 67)
+    assert tuple(small(torch.zeros(2, 3, 67, 67)).shape) == (2, 10)
+
+
+# ---------------------------------------------------------------- statistics and tables
+
+
+def test_time_runs_calls_warmup_then_times_repeats():
+    calls = []
+    durations = common.time_runs(lambda: calls.append(1), warmup=2, repeats=3)
+    assert len(calls) == 5 and len(durations) == 3 and all(d >= 0 for d in durations)
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        common.time_runs(lambda: None, 0, 0)
+
+
+def test_rate_stats_median_min_max():
+    stats = common.rate_stats(32, [2.0, 1.0, 4.0])
+    assert stats["values"] == [16.0, 32.0, 8.0]
+    assert (stats["median"], stats["min"], stats["max"], stats["n"]) == (16.0, 8.0, 32.0, 3)
+    assert common.format_stats(stats) == "16.0 (8.0-32.0)"
+    assert common.scale_stats(stats, 0.5)["max"] == 16.0
+
+
+def test_markdown_table_escapes_and_checks_width():
+    table = common.markdown_table(["a", "b"], [["x|y", 2]])
+    assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y | 2 |"]
+    with pytest.raises(ValueError, match="rows of 2 cells"):
+        common.markdown_table(["a", "b"], [[1]])
+
+
+def test_error_line_picks_the_exception():
+    out = "Traceback (most recent call last):\n  File x\nValueError: expected 3. Received: 4\n  Cf. https://x\n"
+    assert common.error_line(out) == "ValueError: expected 3. Received: 4"
+    assert common.error_line("") == "no output"
+
+
+def test_distribute_configurations():
+    cpu = distribute.configurations(0, tiny=False)
+    assert len(cpu) == 8 and cpu[0] == dict(device="cpu", strategy="one", replicas=1, precision="float32", xla=False)
+    assert {(c["precision"], c["xla"]) for c in cpu} == {(p, x) for p in ("float32", "mixed_bfloat16") for x in (False, True)}
+    gpu = [c for c in distribute.configurations(4, tiny=False) if c["device"] == "gpu"]
+    assert {c["replicas"] for c in gpu} == {1, 4} and any(c["precision"] == "mixed_bfloat16" and c["xla"] for c in gpu)
+
+
+def test_trainer_epoch_line_pattern():
+    line = ("epoch 2/4 step 12: train loss 6.9078 top-1 0.0000 top-5 0.0000 | validation loss 6.9 top-1 0.0 "
+            "top-5 0.0 (32 examples) | lr 0.01 | 17.9 images/s")  # fmt: skip
+    match = distribute.EPOCH_LINE.match(line)
+    assert match and match.group(1, 2, 3, 4) == ("2", "4", "12", "17.9")
+
+
+# ---------------------------------------------------------------- flags
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--stages", "train,gpu"], "expected a comma-separated subset of"),
+        (["--repeats", "0"], "expected a positive integer. Received: '0'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_output_directory_is_a_usage_error(tmp_path, capsys):
+    assert bench_main.main(["--tiny", "--output", str(tmp_path / "nope" / "B.md")]) == 2
+    err = capsys.readouterr().err
+    assert "the directory of --output does not exist" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "nope").exists()
+
+
+# ---------------------------------------------------------------- the command, tiny
+
+
+def _tables(text):
+    """Every markdown table in `text` as a list of rows of cells (header first, separator dropped)."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    parsed = []
+    for lines in tables:
+        rows = [[c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]] for line in lines]
+        assert all(len(r) == len(rows[0]) for r in rows), lines  # well-formed: every row as wide as the header
+        assert set(rows[1]) == {"---"}, lines
+        parsed.append([rows[0]] + rows[2:])
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    """Runs `python -m benchmarks --tiny` once, with PyTorch hidden, as a user would."""
+    tmp = tmp_path_factory.mktemp("bench")
+    hidden = tmp / "hide_torch" / "torch"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ImportError("No module named \'torch\' (hidden by the test)")\n')
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([str(tmp / "hide_torch"), str(REPO)]))
+    output = tmp / "BENCHMARKS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--tiny", "--repeats", "2", "--output", str(output),
+         "--stages", "preprocessing,input,train,distribute"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    return proc, output
+
+
+def test_tiny_run_writes_a_well_formed_report(tiny_report):
+    proc, output = tiny_report
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = output.read_text()
+    assert text.startswith("# Benchmarks\n") and "## Machine" in text and "--tiny run" in text
+    tables = _tables(text)
+    machine = {row[0]: row[1] for row in tables[0][1:]}
+    assert machine["CPUs usable"] == str(len(os.sched_getaffinity(0)))
+    assert machine["command"].startswith("`python -m benchmarks --tiny --repeats 2")
+    assert not list(output.parent.glob(".benchmarks-*")), "the temporary file must be renamed onto the output"
+
+    train = next(t for t in tables if t[0][:3] == ["batch", "Keras images/s", "PyTorch images/s"])
+    assert len(train) == 2 and train[1][0] == "4"
+    assert STATS_CELL.match(train[1][1]), train[1]
+    # PyTorch is hidden: the cell says so, and no ratio or GFLOP/s is made up for it.
+    assert train[1][2] == training_step.TORCH_MISSING
+    assert train[1][3] == "n/a" and train[1][6:] == ["n/a", "n/a"]
+    assert re.match(r"^\d+\.\d$", train[1][4]) and re.match(r"^\d+%$", train[1][5])
+    gemm = next(t for t in tables if t[0] == ["GEMM", "size", "GFLOP/s"])
+    assert {row[0].split(" ")[0] for row in gemm[1:]} == {"tf.linalg.matmul", "numpy"}
+    assert all(STATS_CELL.match(row[2]) for row in gemm[1:])
+
+    dist = next(t for t in tables if t[0][:4] == ["devices", "precision", "XLA", "images/s"])
+    assert [row[0] for row in dist[1:]] == ["1 CPU", "mirrored, 2 logical CPU devices"]
+    assert all(STATS_CELL.match(row[3]) for row in dist[1:]), dist
+    assert dist[1][4] == "1.00x" and "No GPU present" in text
+
+    # The contributed stages either ran or say they are not on main yet; never silently absent.
+    for title in ("Preprocessing (Beam job vs bare Pillow loop)", "Input pipeline (full augmentation vs decode-only)"):
+        assert "### " + title in text
