@@ -201,13 +201,17 @@ class _SigtermFlag:
 class Progress:
     """A Keras progress bar on a terminal; plain log lines every `every` steps otherwise."""
 
-    def __init__(self, epoch, epochs, steps, every, stream=None):
+    def __init__(self, epoch, epochs, steps, every, done=0, stream=None):
         self.stream = stream or sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.epoch, self.epochs, self.steps, self.every = epoch, epochs, steps, max(1, every)
-        self._bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "top1", "lr"]) if self.tty else None
-        if not self.tty:
-            print("epoch %d/%d: %d steps" % (epoch + 1, epochs, steps), file=self.stream, flush=True)
+        resuming = " (resuming after step %d of this epoch)" % done if done else ""
+        print("epoch %d/%d: %d steps%s" % (epoch + 1, epochs, steps, resuming), file=self.stream, flush=True)
+        self._bar = None
+        if self.tty:
+            self._bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "top1", "lr"])
+            if done:
+                self._bar.update(done)
 
     def update(self, done, values, last_logged):
         if self._bar is not None:
@@ -257,7 +261,7 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
             epoch_end = (epoch + 1) * steps_per_epoch
             done_in_epoch = step - epoch * steps_per_epoch
             drops = plateau.drops if config.lr_schedule == "plateau" else schedules.step_drops(epoch, config.lr_step_epochs, config.max_lr_drops)
-            progress = Progress(epoch, config.epochs, steps_per_epoch, config.log_every_steps)
+            progress = Progress(epoch, config.epochs, steps_per_epoch, config.log_every_steps, done=done_in_epoch)
             totals = {k: 0.0 for k in eval_lib.METRIC_KEYS + ("objective",)}
             steps_run = 0
             last_logged = done_in_epoch
@@ -295,7 +299,8 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
                 if new_logged != last_logged:
                     summaries.scalars("train", {"batch/loss": values["loss"], "batch/top1_accuracy": values["top1"], "batch/learning_rate": lr}, step)
                     last_logged = new_logged
-                if config.checkpoint_every_steps and step // config.checkpoint_every_steps > prev_step // config.checkpoint_every_steps:
+                # (At the epoch's last step the epoch-end save below comes right after validation.)
+                if config.checkpoint_every_steps and step < epoch_end and step // config.checkpoint_every_steps > prev_step // config.checkpoint_every_steps:
                     _save(trainer, last_manager, plateau)
                 if sigterm.received:
                     path = _save(trainer, last_manager, plateau)

@@ -26,14 +26,13 @@ def configure_cpu_replicas(n):
     Args:
       n: number of logical CPU devices (1 leaves the CPU alone).
 
-    Returns:
-      The list of logical CPU devices.
-
     Raises:
       StrategyError: if TensorFlow has already initialised its devices.
     """
-    cpus = tf.config.list_physical_devices("CPU")
+    # Only physical devices are listed here: listing logical ones would initialise
+    # the runtime, after which neither this nor multi-worker collectives can be set up.
     if n > 1:
+        cpus = tf.config.list_physical_devices("CPU")
         try:
             tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
         except RuntimeError as err:
@@ -41,7 +40,6 @@ def configure_cpu_replicas(n):
                 "--cpu_replicas %d must be configured before TensorFlow initialises its devices; "
                 "run it in a fresh process (python -m trainer.task). TensorFlow said: %s" % (n, err)
             ) from err
-    return tf.config.list_logical_devices("CPU")
 
 
 def tf_config_from_cluster_spec(cluster_spec):
@@ -107,12 +105,16 @@ def make_strategy(name, tf_config=None, tpu_address=""):
     Returns:
       A tf.distribute.Strategy.
     """
+    if name == "auto" and _cluster_size(tf_config) > 1:
+        name = "multi_worker_mirrored"
+    if name == "multi_worker_mirrored":
+        # Built before anything lists logical devices: collectives must be
+        # configured before the runtime initialises.
+        return _multi_worker(tf_config)
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     if name == "auto":
-        if _cluster_size(tf_config) > 1:
-            name = "multi_worker_mirrored"
-        elif len(gpus) > 1 or (not gpus and len(cpus) > 1):
+        if len(gpus) > 1 or (not gpus and len(cpus) > 1):
             name = "mirrored"
         elif len(gpus) == 1:
             name = "one_device"
@@ -127,24 +129,27 @@ def make_strategy(name, tf_config=None, tpu_address=""):
         # NCCL needs GPUs; on logical CPUs the reduction is a plain sum on one device.
         ops = None if gpus else tf.distribute.ReductionToOneDevice(reduce_to_device=devices[0])
         return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=ops)
-    if name == "multi_worker_mirrored":
-        if not tf_config:
-            raise StrategyError("--strategy multi_worker_mirrored needs TF_CONFIG or Vertex AI's CLUSTER_SPEC in the environment. Received neither.")
-        task = tf_config.get("task", {})
-        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
-            tf.train.ClusterSpec(tf_config["cluster"]),
-            task_type=task.get("type"),
-            task_id=int(task.get("index", 0)),
-            rpc_layer="grpc",
-            num_accelerators={"GPU": len(gpus)} if gpus else None,
-        )
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or None)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise StrategyError("expected --strategy in auto, default, one_device, mirrored, multi_worker_mirrored, tpu. Received: %r" % (name,))
+
+
+def _multi_worker(tf_config):
+    if not tf_config:
+        raise StrategyError("--strategy multi_worker_mirrored needs TF_CONFIG or Vertex AI's CLUSTER_SPEC in the environment. Received neither.")
+    task = tf_config.get("task", {})
+    gpus = tf.config.list_physical_devices("GPU")
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(tf_config["cluster"]),
+        task_type=task.get("type"),
+        task_id=int(task.get("index", 0)),
+        rpc_layer="grpc",
+        num_accelerators={"GPU": len(gpus)} if gpus else None,
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
 
 
 def task_identity(strategy):
