@@ -321,15 +321,22 @@ def test_cloudbuild_substitutions_are_all_defined_and_all_used():
     assert used - BUILTINS == defined  # Cloud Build also rejects defined-but-unused substitutions
     assert used & BUILTINS <= BUILTINS
     assert all(name.startswith("_") for name in defined)
-    assert all(value for value in build["substitutions"].values())  # every one has a default
+    optional = {"_TENSORBOARD", "_SERVICE_ACCOUNT"}  # empty means "none"
+    assert all(value for name, value in build["substitutions"].items() if name not in optional)
+    assert all(build["substitutions"][name] == "" for name in optional)
 
 
-@pytest.mark.parametrize("job_file, pools", [(None, [1]), ("cloud/vertex_job_multiworker.yaml", [1, 3])])
-def test_cloudbuild_pushes_the_image_its_job_runs(capsys, job_file, pools):
+TENSORBOARD = {"_TENSORBOARD": "projects/p/locations/us-central1/tensorboards/5", "_SERVICE_ACCOUNT": "t@p.iam.gserviceaccount.com"}
+
+
+@pytest.mark.parametrize(
+    "overrides, pools",
+    [({}, [1]), ({"_JOB_FILE": "cloud/vertex_job_multiworker.yaml", "_TAG": "v2", "_BUCKET": "b2", **TENSORBOARD}, [1, 3])],
+)
+def test_cloudbuild_pushes_the_image_its_job_runs(capsys, overrides, pools):
     build = _cloudbuild()
     values = dict(build["substitutions"], PROJECT_ID="test-project", BUILD_ID="b-123")
-    if job_file:
-        values["_JOB_FILE"] = job_file
+    values.update(overrides)  # what --substitutions=... does
     steps = {s["id"]: s for s in build["steps"]}
     assert list(steps) == ["check-bucket", "build", "push", "submit"]
 
@@ -356,6 +363,8 @@ def test_cloudbuild_pushes_the_image_its_job_runs(capsys, job_file, pools):
     data_dir = "--data_dir=gs://%s/imagenet/tfrecords" % values["_BUCKET"]
     assert all(p["containerSpec"]["args"][-1] == data_dir for p in spec["workerPoolSpecs"])
     assert job["displayName"] == "alexnet-%s-b-123" % values["_TAG"]
+    assert spec.get("tensorboard", "") == values["_TENSORBOARD"]
+    assert spec.get("serviceAccount", "") == values["_SERVICE_ACCOUNT"]
     check = [_substitute(a, values) for a in steps["check-bucket"]["args"]]
     assert "gs://" + values["_BUCKET"] in check
 
@@ -448,3 +457,77 @@ def test_dockerignore_sends_only_the_packages():
     dropped += ["tests/" + p.name for p in (REPO / "tests").glob("*.py")]
     for path in dropped:
         assert _dockerignore_excludes(patterns, path), path
+
+
+# ---------------------------------------------------------------- README "Running on Google Cloud"
+
+SHELL_VALUES = {
+    "PROJECT": "test-project",
+    "REGION": "us-central1",
+    "BUCKET": "test-bucket",
+    "REPO": "alexnet",
+    "PROJECT_NUMBER": "123",
+    "COMPUTE_SA": "123-compute@developer.gserviceaccount.com",
+    "BUILD_SA": "build@test-project.iam.gserviceaccount.com",
+    "TRAINER_SA": "alexnet-trainer@test-project.iam.gserviceaccount.com",
+}
+
+
+def _readme_commands(prefix):
+    """The README cloud section's shell commands starting with `prefix`, variables filled in, as argv lists."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("<!-- section: cloud -->") : text.index("<!-- section: experiments -->")]
+    out = []
+    for block in re.findall(r"```\n(.*?)```", section, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line.startswith(prefix):
+                out.append(shlex.split(re.sub(r"\$([A-Z_]+)", lambda m: SHELL_VALUES[m.group(1)], line)))
+    assert out, "no %r command in the README's cloud section" % prefix
+    return out
+
+
+def test_readme_cloud_build_commands_use_defined_substitutions():
+    defined = set(_cloudbuild()["substitutions"])
+    for argv in _readme_commands("gcloud builds submit"):
+        assert argv[3:5] == ["--config", "cloudbuild.yaml"], argv
+        (subs,) = [a[len("--substitutions="):] for a in argv if a.startswith("--substitutions=")]
+        keys = [pair.split("=", 1)[0] for pair in subs.split(",")]
+        assert "_TAG" in keys and "_BUCKET" in keys
+        assert set(keys) <= defined, set(keys) - defined
+
+
+def test_readme_submitter_command_makes_the_multi_worker_job(capsys):
+    (argv,) = _readme_commands("python -m trainer.vertex")
+    job = dry_run(capsys, argv[3:])
+    pools = job["jobSpec"]["workerPoolSpecs"]
+    assert [p["replicaCount"] for p in pools] == [1, 3]
+    assert {p["containerSpec"]["imageUri"] for p in pools} == {"us-central1-docker.pkg.dev/test-project/alexnet/alexnet-trainer:v1"}
+    for pool in pools:
+        assert pool["containerSpec"]["args"][-4:] == ["--data_dir", "gs://test-bucket/imagenet/tfrecords", "--epochs", "45"]
+    assert job["jobSpec"]["baseOutputDirectory"] == {"outputUriPrefix": "gs://test-bucket/runs/v1-multi"}
+
+
+def test_readme_dataflow_command_parses(capsys):
+    """Every flag of the README's Dataflow command is the job's own or one of Beam's, with the values meant."""
+    from apache_beam.options import pipeline_options as po
+
+    from preprocessing import build_tfrecords
+
+    (argv,) = _readme_commands("python -m preprocessing.build_tfrecords")
+    with pytest.raises(SystemExit) as exit_info:
+        build_tfrecords.run(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    flags = [a.split("=", 1)[0] for a in argv[3:] if a.startswith("--")]
+    job_flags = [f for f in flags if re.search(r"(^|\s|\[)%s[\s=\]]" % re.escape(f), help_text)]
+    assert job_flags == ["--train_dir", "--val_dir", "--val_labels", "--synsets", "--output_dir"]
+    options = po.PipelineOptions(argv[3:])
+    known = set(options.get_all_options())
+    assert {f[2:] for f in flags if f not in job_flags} <= known
+    assert options.view_as(po.StandardOptions).runner == "DataflowRunner"
+    gcp = options.view_as(po.GoogleCloudOptions)
+    assert (gcp.project, gcp.region, gcp.temp_location) == ("test-project", "us-central1", "gs://test-bucket/tmp")
+    assert options.view_as(po.SetupOptions).setup_file == "./setup.py" and (REPO / "setup.py").is_file()
+    values = dict(zip(argv[3:], argv[4:]))
+    assert all(values[f].startswith("gs://test-bucket/imagenet/") for f in job_flags)
