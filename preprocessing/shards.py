@@ -9,6 +9,7 @@ and base name, not the path, so a folder and the official tar of the same
 images give the same shards.
 """
 import hashlib
+import os
 import struct
 
 import google_crc32c
@@ -73,5 +74,11 @@ def output_files(output_dir):
 
 def directory_entries(output_dir):
     """Everything directly inside output_dir (files and folders), sorted."""
+    if "://" not in output_dir:
+        # Beam's local match lists files only; an output dir holding only
+        # folders is not empty either.
+        if not os.path.isdir(output_dir):
+            return []
+        return sorted(os.path.join(output_dir, name) for name in os.listdir(output_dir))
     result = FileSystems.match([join(output_dir, "*")])[0]
     return sorted(m.path for m in result.metadata_list)
