@@ -1,0 +1,109 @@
+"""The training loop under MirroredStrategy (2 logical CPUs) and MultiWorkerMirroredStrategy (2 processes).
+
+Both run in subprocesses: logical devices must be configured before TensorFlow
+initialises, and multi-worker training needs one process per worker.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from test_trainer_support import REPO, free_port, subprocess_env, task_command, write_dataset
+
+# One step under MirroredStrategy over /cpu:0 and /cpu:1 against one device, same
+# global batch of 8, same initial weights; prints the losses and weight differences.
+_MIRRORED_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+from trainer import config as config_lib, loop, strategy as strategy_lib
+
+strategy_lib.configure_cpu_replicas(2)
+config = config_lib.TrainConfig(data_dir="unused", image_size=67, dropout_rate=0.0, init="he", seed=1, learning_rate=0.05)
+rng = np.random.default_rng(0)
+images = rng.normal(size=(8, 67, 67, 3)).astype("float32")
+labels = rng.integers(0, 3, size=(8,)).astype("int32")
+
+def dataset_fn(ctx):
+    batch = ctx.get_per_replica_batch_size(8)
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch).repeat()
+
+one = strategy_lib.make_strategy("one_device", None)
+mirrored = strategy_lib.make_strategy("mirrored", None)
+assert mirrored.num_replicas_in_sync == 2, mirrored.extended.worker_devices
+t1 = loop.Trainer(config, one, num_classes=3, global_batch_size=8)
+t2 = loop.Trainer(config, mirrored, num_classes=3, global_batch_size=8)
+t2.model.set_weights(t1.model.get_weights())
+before = [w.copy() for w in t1.model.get_weights()]
+s1 = t1.train_steps(iter(one.distribute_datasets_from_function(dataset_fn)), 1)
+s2 = t2.train_steps(iter(mirrored.distribute_datasets_from_function(dataset_fn)), 1)
+w1, w2 = t1.model.get_weights(), t2.model.get_weights()
+print(json.dumps({
+    "replicas": mirrored.num_replicas_in_sync,
+    "devices": list(mirrored.extended.worker_devices),
+    "loss_one": s1["objective"], "loss_mirrored": s2["objective"],
+    "examples": [s1["examples"], s2["examples"]],
+    "max_weight_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(w1, w2)),
+    "max_update": max(float(np.max(np.abs(a - b))) for a, b in zip(w1, before)),
+    "steps": [int(t1.state.step.numpy()), int(t2.state.step.numpy())],
+}))
+"""
+
+
+def test_mirrored_two_cpus_matches_one_device():
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2 and len(out["devices"]) == 2
+    assert out["examples"] == [8.0, 8.0] and out["steps"] == [1, 1]
+    assert out["loss_mirrored"] == pytest.approx(out["loss_one"], rel=1e-5)
+    # The step really moved the weights, and both strategies moved them the same way.
+    assert out["max_update"] > 1e-4
+    assert out["max_weight_diff"] < 1e-5 * max(1.0, out["max_update"] * 100)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mw_data")
+    write_dataset(root, num_classes=3, train_per_class=8, val_per_class=4, size=72, train_shards=2, val_shards=2)
+    return root
+
+
+def test_two_multi_worker_processes_end_with_identical_weights(tiny_data, tmp_path):
+    ports = [free_port(), free_port()]
+    cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
+    model_dir = tmp_path / "run"
+    procs = []
+    for index in range(2):
+        env = subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        args = [
+            "--data_dir", tiny_data, "--model_dir", model_dir, "--strategy", "multi_worker_mirrored",
+            "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--steps_per_epoch", "3",
+            "--init", "he", "--no_export", "--checkpoint_every_steps", "0", "--val_steps", "1", "--seed", "3",
+            "--dump_weights", tmp_path / ("weights-%d.npz" % index),
+        ]
+        procs.append(subprocess.Popen(task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=400)
+            outputs.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for code, out, err in outputs:
+        assert code == 0, err[-3000:]
+        assert "trained 1 epochs (3 steps)" in out.strip().splitlines()[-1]
+    a = np.load(tmp_path / "weights-0.npz")
+    b = np.load(tmp_path / "weights-1.npz")
+    assert len(a.files) == len(b.files) == 16  # 8 layers x (kernel, bias)
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    # Only the chief (worker 0) wrote into the shared model_dir: one set of event files,
+    # the epoch-end checkpoint, and config.json.
+    assert sorted(p.name for p in (model_dir / "checkpoints").glob("*.index")) == ["ckpt-3.index"]
+    assert len(list((model_dir / "logs" / "train").glob("events.out.tfevents.*"))) == 1
+    assert (model_dir / "config.json").exists()
