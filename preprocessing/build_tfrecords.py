@@ -36,7 +36,10 @@ from preprocessing import demo, images, pipeline, schema, shards, sources
 _PROG = "build_tfrecords"
 DEFAULT_TRAIN_SHARDS, DEFAULT_VAL_SHARDS = 1024, 128  # the TensorFlow ImageNet shard counts
 DEMO_TRAIN_SHARDS, DEMO_VAL_SHARDS = 8, 2  # ~160 demo images a shard, not 1024 nearly empty shards
-DEMO_SOURCE = "source"  # demo inputs go to OUTPUT/source/, outside the shard namespace
+DEMO_SOURCE = "source"
+# From this many input images on, the default local runner uses one worker
+# process per core; below it, one in-process worker finishes sooner.
+PROCESSES_FROM_IMAGES = 10_000  # demo inputs go to OUTPUT/source/, outside the shard namespace
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,18 +105,39 @@ def _check_beam_flags(beam_args):
         raise sources.UserError("unknown flag(s): %s (see --help)" % " ".join(unknown))
 
 
-def _beam_options(beam_args):
-    """Beam's flags, with an offline in-process default runner on all cores."""
+def _beam_options(beam_args, estimated_images):
+    """Beam's flags, with an offline local default runner.
+
+    The default is Beam's FnApiRunner (never the DirectRunner: it tries to
+    download the Prism binary). Large inputs get one worker process per core;
+    small ones one in-process worker, because each worker process pays a fixed
+    start-up (Python, Beam and TensorFlow imports: 10 to 30 s measured on a
+    loaded 2-core machine) that a few thousand images never win back (see
+    benchmarks/preprocessing.py). --direct_running_mode/--direct_num_workers
+    override the choice.
+    """
     args = list(beam_args)
     given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
     if "--runner" not in given:
-        # Never the DirectRunner: it tries to download the Prism binary.
         args.append("--runner=FnApiRunner")
-        if "--direct_num_workers" not in given:
-            args.append("--direct_num_workers=0")  # 0 = one worker per core
+        large = estimated_images is None or estimated_images >= PROCESSES_FROM_IMAGES
         if "--direct_running_mode" not in given:
-            args.append("--direct_running_mode=multi_processing")
+            args.append("--direct_running_mode=%s" % ("multi_processing" if large else "in_memory"))
+        if "--direct_num_workers" not in given:
+            args.append("--direct_num_workers=%d" % (0 if large else 1))  # 0 = one worker per core
     return pipeline_options.PipelineOptions(args)
+
+
+def estimated_images(cfg):
+    """Images the job will read, estimated cheaply at launch (None = unknown)."""
+    total = 0
+    for source in (cfg.train, cfg.val):
+        if source:
+            count = sources.estimate_count(*source)
+            if count is None:
+                return None
+            total += count
+    return total
 
 
 def _prepare_output(output_dir, overwrite):
@@ -243,7 +267,7 @@ def run(argv=None, save_main_session=False):
         cfg = _configure(args, beam_args)
     except sources.UserError as err:
         _fail(str(err))
-    options = _beam_options(beam_args)
+    options = _beam_options(beam_args, estimated_images(cfg))
     options.view_as(pipeline_options.SetupOptions).save_main_session = save_main_session
     logging.getLogger("preprocessing").setLevel(logging.INFO)
 

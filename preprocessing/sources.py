@@ -240,6 +240,22 @@ def describe_source(path, flag):
     raise UserError("%s: folder is empty. Received: %s" % (flag, path))
 
 
+# Mean size of an ILSVRC2012 train JPEG (about 110 kB), to estimate tar contents.
+_MEAN_IMAGE_BYTES = 110_000
+
+
+def estimate_count(path, layout):
+    """A cheap estimate of the images in a source, or None when unknown
+    (remote folders are not listed twice just to pick a runner mode)."""
+    if "://" in path:
+        return None
+    if layout == "tar":
+        return os.path.getsize(path) // _MEAN_IMAGE_BYTES
+    if layout == "flat":
+        return len(_entries(path.rstrip("/")))
+    return sum(len(os.listdir(p)) for p, is_dir in _entries(path.rstrip("/")) if is_dir)
+
+
 def tar_is_flat(path):
     """True when the tar's first file member sits at the top level (the val tar)."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:

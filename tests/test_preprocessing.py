@@ -15,8 +15,8 @@ from preprocessing import build_tfrecords, images, schema, shards
 from tests import preprocessing_fixtures as fx
 
 # One in-process worker: the fastest way to run the real pipeline in a test.
-# test_rerun_is_byte_identical_on_the_default_runner covers the default
-# (one subprocess worker per core).
+# test_rerun_is_byte_identical_with_worker_processes covers worker processes
+# (the default for large inputs).
 IN_PROCESS = ["--direct_running_mode", "in_memory", "--direct_num_workers", "1"]
 
 
@@ -159,10 +159,12 @@ def test_corrupt_and_odd_tar_members_are_rejected(clean, tmp_path):
     assert meta["inputs"]["train"] == 5 and meta["counts"]["train"] == 0
 
 
-def test_rerun_is_byte_identical_on_the_default_runner(clean, tmp_path):
+def test_rerun_is_byte_identical_with_worker_processes(clean, tmp_path):
     out = tmp_path / "again"
-    # No runner flags: the job's default (FnApiRunner, one process per core).
-    meta = _run(out, *_flags(clean), "--train_shards", 3, "--val_shards", 2, "--image_size", 48, runner=[])
+    # Two worker processes (the default for large inputs) split the shards
+    # between them; the bytes must not depend on who wrote what.
+    processes = ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"]
+    meta = _run(out, *_flags(clean), "--train_shards", 3, "--val_shards", 2, "--image_size", 48, runner=processes)
     assert fx.shard_bytes(out) == fx.shard_bytes(clean["out"])
     a = json.loads((out / "metadata.json").read_text())
     b = json.loads((clean["out"] / "metadata.json").read_text())

@@ -288,3 +288,22 @@ def test_command_line_exit_code_and_single_error_line(tmp_path):
     lines = [l for l in proc.stderr.splitlines() if l.startswith("build_tfrecords:")]
     assert lines == ["build_tfrecords: error: --train_dir: not a folder or .tar. Received: %s" % (tmp_path / "nope")]
     assert "Traceback" not in proc.stderr
+
+
+def test_default_runner_is_local_and_offline_and_scales_with_the_input(tmp_path):
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    def chosen(beam_args, estimate):
+        options = build_tfrecords._beam_options(beam_args, estimate)
+        direct = options.view_as(DirectOptions)
+        return options.view_as(StandardOptions).runner, direct.direct_running_mode, direct.direct_num_workers
+
+    assert chosen([], 1600) == ("FnApiRunner", "in_memory", 1)
+    assert chosen([], build_tfrecords.PROCESSES_FROM_IMAGES) == ("FnApiRunner", "multi_processing", 0)
+    assert chosen([], None) == ("FnApiRunner", "multi_processing", 0)  # gs:// input: assume large
+    assert chosen(["--direct_num_workers", "3"], 10) == ("FnApiRunner", "in_memory", 3)
+    assert chosen(["--runner", "DataflowRunner"], 10)[0] == "DataflowRunner"
+    data = fx.make_clean_set(tmp_path / "in", per_class=2, val_count=3)
+    assert sources.estimate_count(str(data["train_dir"]), "classes") == 6
+    assert sources.estimate_count(str(data["val_dir"]), "flat") == 3
+    assert sources.estimate_count("gs://bucket/train", "classes") is None
