@@ -74,6 +74,9 @@ def test_random_crop_is_an_in_bounds_window_of_the_image(mode):
         assert len(found) == 1, found  # exactly one in-bounds window of the full decode
         windows.add(found[0])
     assert len(windows) >= 6  # 6x14 possible windows, 12 draws: the position really varies
+    # Without the upscaling branch (images known to be large enough): same crops.
+    fast = augment.decode_random_crop(encoded, 67, seeds[0], upscale=False).numpy()
+    np.testing.assert_array_equal(fast, crops[0])
     again = augment.decode_random_crop(encoded, 67, tf.constant([3, 0], tf.int64)).numpy()
     first = augment.decode_random_crop(encoded, 67, tf.constant([3, 0], tf.int64)).numpy()
     np.testing.assert_array_equal(again, first)  # stateless: same seed, same crop
@@ -94,6 +97,7 @@ def test_center_crop_matches_numpy(mode):
     encoded, full = _jpeg(72, 81)
     if mode == "eager":
         crop = augment.decode_center_crop(encoded, 67).numpy()
+        np.testing.assert_array_equal(augment.decode_center_crop(encoded, 67, upscale=False).numpy(), crop)
     else:
         crop = _in_map(lambda e: augment.decode_center_crop(e, 67), tf.constant(encoded))
     np.testing.assert_array_equal(crop, full[2:69, 7:74])
@@ -210,12 +214,13 @@ def test_to_float_and_subtract_mean():
     np.testing.assert_allclose(got, [[[-0.5, 128 / 255 - 0.25, 0.875]]], rtol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["eager", "map"])
-def test_finish_batch_is_flip_then_scale_noise_and_mean(mode):
+@pytest.mark.parametrize("mode,jit", [("eager", True), ("map", True), ("map", False)])
+def test_finish_batch_is_flip_then_scale_noise_and_mean(mode, jit):
     images = RNG.integers(0, 256, (8, 4, 5, 3), dtype=np.uint8)
     labels = np.arange(8, dtype=np.int32)
     mean = (0.4, 0.45, 0.5)
-    kwargs = dict(flip=True, pca=True, eigenvalues=EIGENVALUES, eigenvectors=EIGENVECTORS, pca_stddev=0.1, rgb_mean=mean)
+    kwargs = dict(flip=True, pca=True, eigenvalues=EIGENVALUES, eigenvectors=EIGENVECTORS, pca_stddev=0.1, rgb_mean=mean,
+                  jit_compile=jit)
     fn = lambda im, lb: augment.finish_batch(im, lb, SEED, **kwargs)  # noqa: E731
     out, out_labels = fn(images, labels) if mode == "eager" else _in_map(fn, tf.constant(images), tf.constant(labels))
     seeds = tf.random.experimental.stateless_split(SEED, 2)
@@ -234,3 +239,9 @@ def test_finish_batch_is_flip_then_scale_noise_and_mean(mode):
 def test_bad_image_size_is_a_clear_error():
     with pytest.raises(ValueError, match="image_size to be a positive int. Received: image_size=0"):
         augment.decode_center_crop(b"", 0)
+
+
+def test_jpeg_is_complete_on_a_chunk():
+    encoded, _ = _jpeg(40, 48)
+    chunk = tf.constant([encoded, encoded[:-30], b"", encoded + b"\0" * 5000])
+    np.testing.assert_array_equal(augment.jpeg_is_complete(chunk).numpy(), [True, False, False, False])

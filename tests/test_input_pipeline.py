@@ -89,7 +89,9 @@ def data(tmp_path_factory):
         directory, "train", [range(i * PER_SHARD, (i + 1) * PER_SHARD) for i in range(TRAIN_SHARDS)], STORED, rng
     )
     val = _write_shards(directory, "validation", [range(0, 6), range(6, 11)], STORED, rng)
-    _write_metadata(directory, n, {"train": n, "validation": sum(VAL_COUNTS)}, image_size=None)
+    # image_size: every stored image is at least 72 on a side, so the pipeline
+    # takes its fast path (no per-image upscaling branch).
+    _write_metadata(directory, n, {"train": n, "validation": sum(VAL_COUNTS)}, image_size=min(STORED))
     return directory, train, val
 
 
@@ -115,7 +117,7 @@ def test_read_data_info_from_metadata(data):
     assert info.num_classes == 24 and info.label_offset == 0
     assert info.synsets[3] == "n00000003" and info.class_names[23] == "class 23"
     assert info.rgb_mean == RGB_MEAN and info.eigenvalues == EIGENVALUES and info.eigenvectors == EIGENVECTORS
-    assert info.counts == {"train": 24, "validation": 11} and info.image_size is None
+    assert info.counts == {"train": 24, "validation": 11} and info.image_size == 72
     with pytest.raises(ValueError, match="says num_classes=24. Received: num_classes=1000"):
         input_pipeline.read_data_info(directory, num_classes=1000)
     with pytest.raises(ValueError, match="says label_offset=0. Received: label_offset=1"):

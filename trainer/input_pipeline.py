@@ -26,6 +26,7 @@ import os
 import random
 import threading
 
+import numpy as np
 import tensorflow as tf
 
 from preprocessing import schema
@@ -226,7 +227,10 @@ def shard_files(files, input_context):
 
 
 def _join(*parts):
-    """An error message from str and tensor parts (strings unquoted, numbers as decimals)."""
+    """Error messages from str and tensor parts (strings unquoted, numbers as decimals).
+
+    Parts may be scalars or vectors of one length; the result has that shape.
+    """
     strings = []
     for part in parts:
         part = tf.convert_to_tensor(part)
@@ -234,109 +238,129 @@ def _join(*parts):
     return tf.strings.join(strings)
 
 
-def _record_callback(skipped, kind, message):
-    """py_function body: runs only for a bad record, so it costs nothing on good data."""
-    skipped.add(kind, message.numpy().decode("utf-8", "replace"))
+def _record_callback(skipped, kind, messages):
+    """py_function body: runs only for bad records, so it costs nothing on good data."""
+    for message in np.asarray(messages.numpy()).reshape(-1):
+        skipped.add(kind, message.decode("utf-8", "replace"))
     return False
 
 
-def _read_shard(path, size, skipped):
-    """Records of one shard as (record, path, index), checked against the file size.
+def _report(skipped, kind, messages):
+    """Bad records: an error carrying the first message, or logged, counted skips.
+
+    Returns False (for use as a filter predicate or a cond branch).
+    """
+    if skipped is None:
+        first = tf.reshape(messages, [-1])[0]
+        with tf.control_dependencies([tf.debugging.Assert(tf.constant(False), [first])]):
+            return tf.constant(False)
+    return tf.py_function(functools.partial(_record_callback, skipped, kind), [messages], tf.bool)
+
+
+# Records are read, counted, parsed and checked in chunks of this many: the
+# per-record work is then a few vector ops, and the control flow that reports
+# errors runs once per chunk instead of once per record.
+_CHUNK = 64
+_PARSE_SPEC = {key: schema.FEATURE_SPEC[key] for key in (schema.ENCODED, schema.LABEL, schema.FILENAME)}
+
+
+def _read_shard(path, size, skipped, num_classes, label_offset):
+    """Parsed, checked examples of one shard: (encoded, label, filename, path, index).
 
     tf.data's own error for a bad shard names no file, and its ignore_errors
-    stops the file without saying so; so the reader ignores the error, counts
-    the bytes it did read, and a final marker compares them with the size.
+    stops the file without saying so. So the reader ignores the error, counts
+    the bytes it did read, and a final empty chunk compares them with the
+    file size: a shortfall is an error (or a counted skip) naming the shard
+    and the byte where reading stopped.
     """
-    records = tf.data.TFRecordDataset(path).ignore_errors()
-    records = records.map(lambda r: (r, False)).concatenate(
-        tf.data.Dataset.from_tensors((tf.constant(b""), True))
+    size = tf.cast(size, tf.int64)
+    chunks = tf.data.TFRecordDataset(path).ignore_errors().batch(_CHUNK)
+    chunks = chunks.map(lambda r: (r, False)).concatenate(
+        tf.data.Dataset.from_tensors((tf.zeros([0], tf.string), True))
     )
 
     def count(state, element):
-        consumed, index = state
-        record, is_end = element
-        nxt = (consumed + tf.cast(tf.strings.length(record), tf.int64) + _TFRECORD_OVERHEAD, index + 1)
-        return nxt, (record, is_end, consumed, index)
+        consumed, start = state
+        records, is_end = element
+        n = tf.size(records, out_type=tf.int64)
+        read = tf.reduce_sum(tf.strings.length(records, unit="BYTE")) + _TFRECORD_OVERHEAD * tf.cast(n, tf.int32)
+        return (consumed + tf.cast(read, tf.int64), start + n), (records, is_end, consumed, start)
 
-    records = records.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count)
+    chunks = chunks.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count)
 
-    def intact(record, is_end, consumed, index):
+    def shard_intact(records, is_end, consumed, start):
         def at_end():
             def report():
                 message = _join(
                     "Corrupt or truncated TFRecord shard ", path, ": reading stopped at byte ", consumed,
-                    " of ", size, " after ", index, " good records",
+                    " of ", size, " after ", start, " good records",
                 )
                 return _report(skipped, "shard", message)
 
-            # The end marker itself is never an example.
             with tf.control_dependencies([tf.cond(tf.equal(consumed, size), lambda: tf.constant(True), report)]):
-                return tf.constant(False)
+                return tf.constant(False)  # the end marker itself holds no records
 
         return tf.cond(is_end, at_end, lambda: tf.constant(True))
 
-    records = records.filter(intact)
-    return records.map(lambda record, is_end, consumed, index: (record, path, index))
+    chunks = chunks.filter(shard_intact)
+    checked = chunks.map(
+        lambda records, is_end, consumed, start: _parse_and_check(
+            records, path, start, skipped, num_classes, label_offset
+        )
+    )
+    return checked.unbatch()
 
 
-_PARSE_SPEC = {key: schema.FEATURE_SPEC[key] for key in (schema.ENCODED, schema.LABEL, schema.FILENAME)}
-
-
-def _parse(record, path, index, label_offset):
-    features = tf.io.parse_single_example(record, _PARSE_SPEC)
+def _parse_and_check(records, path, start, skipped, num_classes, label_offset):
+    """Parses a chunk of records; a bad record is an error or a logged, counted skip."""
+    features = tf.io.parse_example(records, _PARSE_SPEC)
+    encoded, filename = features[schema.ENCODED], features[schema.FILENAME]
     label = tf.cast(features[schema.LABEL] - label_offset, tf.int32)
-    return features[schema.ENCODED], label, features[schema.FILENAME], path, index
-
-
-def _report(skipped, kind, message):
-    """A bad record: an error carrying `message`, or a logged, counted skip (returns False)."""
-    if skipped is None:
-        with tf.control_dependencies([tf.debugging.Assert(tf.constant(False), [message])]):
-            return tf.constant(False)
-    return tf.py_function(functools.partial(_record_callback, skipped, kind), [message], tf.bool)
-
-
-def _check_record(encoded, label, filename, path, index, num_classes, label_offset, skipped):
-    """Filter predicate: True for a usable record; a bad one is an error or a counted skip.
-
-    The messages are only formatted for a bad record: good ones cost two compares.
-    """
+    index = start + tf.range(tf.size(records, out_type=tf.int64))
+    paths = tf.fill(tf.shape(records), path)
     complete = augment.jpeg_is_complete(encoded)
     in_range = tf.logical_and(label >= 0, label < num_classes)
 
-    def where():
-        return _join("record ", index, " (", filename, ") of ", path)
+    def where(mask):
+        pick = lambda t: tf.boolean_mask(t, mask)  # noqa: E731
+        return _join("record ", pick(index), " (", pick(filename), ") of ", pick(paths))
 
-    def bad_label():
+    def bad_labels():
         # A wrong label means wrong flags (num_classes, label_offset), not a
         # bad record: it stays an error even when skipping corrupt records.
+        bad = tf.logical_not(in_range)
+        stored = tf.boolean_mask(label, bad) + label_offset
         message = _join(
-            "Label ", label, " (stored ", label + label_offset, " minus label_offset ", label_offset,
-            ") is outside [0, ", num_classes, ") in ", where(),
+            "Label ", stored - label_offset, " (stored ", stored, " minus label_offset ", label_offset,
+            ") is outside [0, ", num_classes, ") in ", where(bad),
         )
         return _report(None, "record", message)
 
-    def bad_jpeg():
-        return _report(skipped, "record", tf.strings.join(["Corrupt JPEG (truncated or not a JPEG) in ", where()]))
+    def bad_jpegs():
+        message = _join("Corrupt JPEG (truncated or not a JPEG) in ", where(tf.logical_not(complete)))
+        return _report(skipped, "record", message)
 
-    label_ok = tf.cond(in_range, lambda: tf.constant(True), bad_label)
-    with tf.control_dependencies([label_ok]):
-        return tf.cond(complete, lambda: tf.constant(True), bad_jpeg)
+    labels_ok = tf.cond(tf.reduce_all(in_range), lambda: tf.constant(True), bad_labels)
+    with tf.control_dependencies([labels_ok, tf.cond(tf.reduce_all(complete), lambda: tf.constant(True), bad_jpegs)]):
+        keep = tf.identity(complete)
+    pick = lambda t: tf.boolean_mask(t, keep)  # noqa: E731
+    return pick(encoded), pick(label), pick(filename), pick(paths), pick(index)
 
 
-def _decode_train(index, element, image_size, random_crop, seed):
+def _decode_train(index, element, image_size, random_crop, seed, upscale):
     encoded, label = element[0], element[1]
     if random_crop:
-        image = augment.decode_random_crop(encoded, image_size, tf.random.experimental.stateless_fold_in(seed, index))
+        seed = tf.random.experimental.stateless_fold_in(seed, index)
+        image = augment.decode_random_crop(encoded, image_size, seed, upscale=upscale)
     else:
-        image = augment.decode_center_crop(encoded, image_size)
+        image = augment.decode_center_crop(encoded, image_size, upscale=upscale)
     return image, label
 
 
-def _decode_eval(encoded, label, filename, path, index, image_size, ten_crop):
+def _decode_eval(encoded, label, filename, path, index, image_size, ten_crop, upscale):
     if ten_crop:
         return augment.ten_crop_views(augment.decode_full(encoded, image_size), image_size), label
-    return augment.decode_center_crop(encoded, image_size), label
+    return augment.decode_center_crop(encoded, image_size, upscale=upscale), label
 
 
 def _finish(index, batch, seed, **kwargs):
@@ -436,12 +460,11 @@ def make_dataset(
     if training:
         ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.interleave(
-        lambda path, size: _read_shard(path, size, skipped),
+        lambda path, size: _read_shard(path, size, skipped, info.num_classes, info.label_offset),
         cycle_length=min(len(files), _MAX_CYCLE_LENGTH),
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,
     )
-    ds = ds.map(functools.partial(_parse, label_offset=info.label_offset), num_parallel_calls=AUTOTUNE)
     if training:
         if shuffle_buffer is None:
             known = info.counts.get(split)
@@ -452,13 +475,11 @@ def make_dataset(
         ds = ds.repeat(repeat)  # None: forever
     elif repeat is not None and repeat > 1:
         ds = ds.repeat(repeat)
-    ds = ds.filter(
-        functools.partial(
-            _check_record, num_classes=info.num_classes, label_offset=info.label_offset, skipped=skipped
-        )
-    )
 
     rgb_mean = info.rgb_mean if mean_subtract else None
+    # Images smaller than the crop are scaled up, unless metadata.json says
+    # every stored image is at least the crop.
+    upscale = not (info.image_size and info.image_size >= image_size)
     if training:
         # Index every example after repeat: its crop seed differs in every epoch.
         ds = ds.enumerate().map(
@@ -467,6 +488,7 @@ def make_dataset(
                 image_size=image_size,
                 random_crop=random_crop,
                 seed=tf.random.experimental.stateless_fold_in(base_seed, 0),
+                upscale=upscale,
             ),
             num_parallel_calls=AUTOTUNE,
         )
@@ -486,7 +508,7 @@ def make_dataset(
         ds = ds.enumerate().map(finish, num_parallel_calls=AUTOTUNE)
     else:
         ds = ds.map(
-            functools.partial(_decode_eval, image_size=image_size, ten_crop=ten_crop), num_parallel_calls=AUTOTUNE
+            functools.partial(_decode_eval, image_size=image_size, ten_crop=ten_crop, upscale=upscale), num_parallel_calls=AUTOTUNE
         )
         # Keep the remainder: every validation example is counted once.
         ds = ds.batch(per_replica, drop_remainder=False)
