@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_trainer_support import REPO, run_task, subprocess_env, task_command, write_dataset
+from test_trainer_support import REPO, subprocess_env, task_command, write_dataset
 from trainer import checkpoints as ckpt_lib
 from trainer import task
 
-EPOCHS, STEPS = 2, 6
+EPOCHS, STEPS, CHECKPOINT_EVERY = 2, 6, 4
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def data(tmp_path_factory):
 def _args(data, model_dir, *extra):
     return [
         "--data_dir", data, "--model_dir", model_dir, "--image_size", "67", "--batch_size", "8", "--epochs", str(EPOCHS),
-        "--steps_per_epoch", str(STEPS), "--init", "he", "--checkpoint_every_steps", "1", "--keep_checkpoints", "2",
+        "--steps_per_epoch", str(STEPS), "--init", "he", "--checkpoint_every_steps", str(CHECKPOINT_EVERY), "--keep_checkpoints", "2",
         "--no_export", "--seed", "5", *extra,
     ]
 
@@ -49,44 +49,42 @@ def _start_and_wait_for_checkpoint(args, checkpoint_dir, after_step=0, timeout=2
     pytest.fail("no checkpoint after step %d within %ds" % (after_step, timeout))
 
 
-def test_sigterm_saves_then_sigkill_mid_epoch_resumes_and_completes(data, tmp_path):
+def test_sigkill_mid_epoch_resumes_sigterm_saves_and_the_rerun_completes(data, tmp_path, capsys):
     model_dir = tmp_path / "run"
     ckpt_dir = model_dir / "checkpoints"
     total = EPOCHS * STEPS
 
-    # 1. SIGTERM (what preemption sends): the run saves a checkpoint at its current step and exits 143.
-    proc, seen = _start_and_wait_for_checkpoint(_args(data, model_dir), ckpt_dir)
+    # 1. SIGKILL (no chance to save) right after the first step checkpoint, at step 4 of the 6-step epoch 1.
+    proc, kill_step = _start_and_wait_for_checkpoint(_args(data, model_dir), ckpt_dir)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert kill_step == CHECKPOINT_EVERY and tf.train.latest_checkpoint(str(ckpt_dir)).endswith("ckpt-%d" % kill_step)
+
+    # 2. The same command resumes there, runs only the epoch's remaining steps, and
+    #    on SIGTERM (what preemption sends) saves a checkpoint and exits 143.
+    proc, seen = _start_and_wait_for_checkpoint(_args(data, model_dir), ckpt_dir, after_step=kill_step)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == task.EXIT_PREEMPTED, err[-3000:]
-    assert "SIGTERM received: saved checkpoint" in out
+    assert "at step %d (epoch 0 completed)" % kill_step in out
+    assert "epoch 1/2: %d steps (resuming after step %d of this epoch)" % (STEPS, kill_step) in out
     term_step = ckpt_lib.step_of(tf.train.latest_checkpoint(str(ckpt_dir)))
-    assert seen <= term_step < total
-    assert "at step %d;" % term_step in out
+    assert kill_step < seen <= term_step < total
+    assert "SIGTERM received: saved checkpoint %s at step %d;" % (tf.train.latest_checkpoint(str(ckpt_dir)), term_step) in out
 
-    # 2. Rerun, and SIGKILL it (no chance to save) once it has checkpointed beyond that step.
-    proc, kill_step = _start_and_wait_for_checkpoint(_args(data, model_dir), ckpt_dir, after_step=term_step)
-    proc.kill()
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    resume_step = ckpt_lib.step_of(tf.train.latest_checkpoint(str(ckpt_dir)))
-    assert term_step < resume_step < total
-
-    # 3. Rerun the same command: it continues at the saved step, not at 0, and completes.
-    result = run_task(*_args(data, model_dir), timeout=400)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "at step %d (epoch %d completed)" % (resume_step, resume_step // STEPS) in result.stdout
-    if resume_step % STEPS:
-        assert "(resuming after step %d of this epoch)" % (resume_step % STEPS) in result.stdout
-    # Only the remaining steps ran: progress lines never restart the epoch at step 1.
-    assert "epoch 1/2 step 1/6" not in result.stdout
-    assert "trained 2 epochs (%d steps)" % total in result.stdout.strip().splitlines()[-1]
+    # 3. Rerunning the same command continues at the SIGTERM checkpoint (not at 0) and completes.
+    assert task.main([str(a) for a in _args(data, model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "at step %d (epoch %d completed)" % (term_step, term_step // STEPS) in out
+    assert "epoch 1/2: %d steps\n" % STEPS not in out
+    assert "trained 2 epochs (%d steps)" % total in out.strip().splitlines()[-1]
     assert ckpt_lib.step_of(tf.train.latest_checkpoint(str(ckpt_dir))) == total
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, capsys):
     model_dir = tmp_path / "nan"
-    code = task.main([str(a) for a in _args(data, model_dir, "--debug_nan_at_step", "3", "--epochs", "1")])
+    code = task.main([str(a) for a in _args(data, model_dir, "--debug_nan_at_step", "3", "--epochs", "1", "--checkpoint_every_steps", "1")])
     assert code == task.EXIT_DIVERGED
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "loss is nan at global step 4" in err

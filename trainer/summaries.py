@@ -13,7 +13,10 @@ Scalar tags: loss, top1_accuracy, top5_accuracy, learning_rate, images_per_secon
 import dataclasses
 import os
 
+import keras
+import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hp
 
 TRAIN = "train"
@@ -73,6 +76,23 @@ def image_grid(images, columns=4):
     return tf.reshape(grid, [1, rows * size, columns * size, 3])
 
 
+def histogram_tensor(values, buckets=30):
+    """The histogram plugin's (buckets, 3) [left edge, right edge, count] float64 tensor.
+
+    Args:
+      values: array of any shape.
+      buckets: number of equal-width buckets over [min, max].
+
+    Returns:
+      numpy float64 array of shape (buckets, 3).
+    """
+    values = np.asarray(values, np.float64 if np.asarray(values).dtype == np.float64 else np.float32).ravel()
+    if values.size == 0:
+        return np.zeros((0, 3), np.float64)
+    counts, edges = np.histogram(values, bins=buckets)
+    return np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+
+
 class Summaries:
     """Writers for one run; every method is a no-op when `enabled` is False.
 
@@ -123,13 +143,23 @@ class Summaries:
         with self.writer(TRAIN).as_default(step=step):
             tf.summary.image(tag, tf.cast(grid, tf.float32), max_outputs=1)
 
-    def histograms(self, model, step):
-        """One histogram per weight (kernels and biases), e.g. conv1/kernel."""
+    def histograms(self, model, step, buckets=30):
+        """One histogram per weight (kernels and biases), e.g. conv1/kernel.
+
+        Bucketed with numpy and written in the histogram plugin's format:
+        tf.summary.histogram takes about 15 s for fc7's 16.8M weights on a CPU,
+        np.histogram about 0.3 s.
+        """
         if not self.enabled:
             return
         with self.writer(TRAIN).as_default(step=step):
             for weight in model.weights:
-                tf.summary.histogram(weight.path, tf.convert_to_tensor(weight))
+                tf.summary.write(
+                    weight.path,
+                    tf.constant(histogram_tensor(keras.ops.convert_to_numpy(weight), buckets)),
+                    step=step,
+                    metadata=histogram_metadata.create_summary_metadata(weight.path, None),
+                )
 
     def hparams(self, config, metrics=("top1_accuracy", "top5_accuracy", "loss")):
         """Records the run's config for TensorBoard's HParams dashboard."""
