@@ -10,7 +10,7 @@ def plot_curves(path, curves, ylabel, title, target=None, xlabel="Epochs"):
 
     Args:
       path: output .png path.
-      curves: list of dicts {"label": str, "points": [(epoch, value)], "style":
+      curves: list of dicts {"label": str or None (no legend entry), "points": [(epoch, value)], "style":
         matplotlib line style such as "-" or "--" (default "-"), "color": optional}.
       ylabel, title, xlabel: axis labels and title.
       target: draw a dotted horizontal line at this value (for example the
@@ -32,7 +32,8 @@ def plot_curves(path, curves, ylabel, title, target=None, xlabel="Epochs"):
         ax.set_title(title)
         ax.set_ylim(bottom=0.0)
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a plot of failed runs has no curves to name
+            ax.legend()
         fig.tight_layout()
         fig.savefig(path, format="png")
     finally:

@@ -35,7 +35,7 @@ FIGURE = "figure1.png"
 LOGS = "logs"
 
 # --tiny: a smoke run that finishes in seconds; only the flags a user did not set change.
-TINY = {"epochs": 3, "train_examples": 256, "test_examples": 128, "batch_size": 32, "max_minutes": 2.0}
+TINY = {"repeats": 1, "epochs": 3, "train_examples": 256, "test_examples": 128, "batch_size": 32, "max_minutes": 2.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Config:
     init: str = "glorot"
     image_size: int = 32
     seed: int = 0
+    repeats: int = 3  # seeds seed..seed+repeats-1; one run per seed is too noisy to judge (see README)
     stop_at_target: bool = True  # stop a run once it reaches the target (saves budget for tanh)
     tiny: bool = False
     overwrite: bool = False
@@ -106,7 +107,8 @@ def parse_args(argv):
     p.add_argument("--learning_rate", type=_positive_float, default=d.learning_rate, help="default %(default)s")
     p.add_argument("--momentum", type=float, default=d.momentum, help="default %(default)s")
     p.add_argument("--init", choices=INITS, default=d.init, help="weight initialisation (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="first seed (default %(default)s)")
+    p.add_argument("--repeats", type=_positive_int, help="seeds per activation; the median is reported (default %d)" % d.repeats)
     p.add_argument(
         "--no_stop_at_target",
         dest="stop_at_target",
@@ -187,24 +189,45 @@ def epochs_to_target(errors, target):
     return None
 
 
-def speedup(relu_epochs, tanh_epochs, relu_run_epochs, tanh_run_epochs):
-    """Compares epochs to target; a run that never got there gives a bound.
+def median_epochs_to_target(runs):
+    """The median over seeds of the epochs to target, with whether it is exact.
+
+    A run that never reached the target counts as one epoch more than it ran
+    (a lower bound on what it needs); the median is then exact only if no such
+    run lies at or below the middle of the sorted values.
 
     Args:
-      relu_epochs, tanh_epochs: epochs to target, or None if not reached.
-      relu_run_epochs, tanh_run_epochs: epochs each run trained.
+      runs: per-seed run dicts with "epochs_to_target" (or None) and "train_error".
 
     Returns:
-      (ratio, kind): tanh epochs / ReLU epochs; kind is "measured", "lower
-      bound" (only ReLU reached it: tanh needs more than it ran), "upper bound"
-      (only tanh reached it) or "none" (neither did: ratio None).
+      (epochs, exact): the median (a lower bound when exact is False).
     """
-    if relu_epochs and tanh_epochs:
+    values = sorted(
+        (r["epochs_to_target"], True) if r["epochs_to_target"] else (len(r["train_error"]) + 1, False) for r in runs
+    )
+    n = len(values)
+    middle = values[(n - 1) // 2 : n // 2 + 1]
+    return sum(v for v, _ in middle) / len(middle), all(exact for _, exact in values[: n // 2 + 1])
+
+
+def speedup(relu, tanh):
+    """The ratio of tanh's to ReLU's epochs to target.
+
+    Args:
+      relu, tanh: (epochs, exact) as from median_epochs_to_target.
+
+    Returns:
+      (ratio, kind): kind is "measured", "lower bound" (only ReLU's figure is
+      exact: tanh needs more epochs than it ran), "upper bound" (only tanh's is
+      exact) or "none" (neither reached the target: ratio None).
+    """
+    (relu_epochs, relu_exact), (tanh_epochs, tanh_exact) = relu, tanh
+    if relu_exact and tanh_exact:
         return tanh_epochs / relu_epochs, "measured"
-    if relu_epochs:
-        return (tanh_run_epochs + 1) / relu_epochs, "lower bound"
-    if tanh_epochs:
-        return tanh_epochs / (relu_run_epochs + 1), "upper bound"
+    if relu_exact:
+        return tanh_epochs / relu_epochs, "lower bound"
+    if tanh_exact:
+        return tanh_epochs / relu_epochs, "upper bound"
     return None, "none"
 
 
@@ -213,19 +236,21 @@ def _normalise(images, mean):
     return images.astype(np.float32) / 255.0 - mean
 
 
-def train_one(activation, config, data, deadline, logdir, dataset_name):
-    """Trains the Figure 1 network with one activation.
+def train_one(activation, seed, config, data, deadline, logdir, dataset_name):
+    """Trains the Figure 1 network with one activation and seed.
 
     Args:
       activation: 'relu' or 'tanh'.
+      seed: seed of the initial weights and of the batch order.
       config: a Config.
       data: (x_train, y_train, x_test, y_test, num_classes), images normalised.
       deadline: time.time() after which no new epoch starts.
-      logdir: the experiment's TensorBoard directory; the run goes to logdir/activation.
+      logdir: the experiment's TensorBoard directory; the run goes to
+        logdir/<activation>_seed<seed>.
       dataset_name: recorded as an hparam.
 
     Returns:
-      dict with per-epoch "train_error", "train_loss", "test_error" (or
+      dict with "activation", "seed", per-epoch "train_error", "train_loss", "test_error" (or
       None), "seconds" (cumulative), "epochs_to_target", "seconds_to_target",
       "stopped" (why training ended).
     """
@@ -237,16 +262,15 @@ def train_one(activation, config, data, deadline, logdir, dataset_name):
     x_train, y_train, x_test, y_test, num_classes = data
     # One seed for weights and batch order: both activations start from the
     # same weights and see the same batches, so only the activation differs.
-    keras.utils.set_random_seed(config.seed)
-    model = build_figure1_net(activation, num_classes, config.image_size, config.init, config.seed)
+    keras.utils.set_random_seed(seed)
+    model = build_figure1_net(activation, num_classes, config.image_size, config.init, seed)
     model.compile(
         optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    writer = tblog.RunWriter(
-        os.path.join(logdir, activation), hparams(config, activation, dataset_name, len(x_train)), activation
-    )
+    name = run_name(activation, seed)
+    writer = tblog.RunWriter(os.path.join(logdir, name), hparams(config, activation, seed, dataset_name, len(x_train)), name)
     history = {"train_error": [], "train_loss": [], "test_error": [], "seconds": []}
     outcome = {"stopped": "epochs"}
     start = time.time()
@@ -269,7 +293,7 @@ def train_one(activation, config, data, deadline, logdir, dataset_name):
             print(
                 "%s epoch %d: train error %.4f, loss %.4f%s, %.1f s"
                 % (
-                    activation,
+                    name,
                     epoch + 1,
                     train_error,
                     float(logs["loss"]),
@@ -303,6 +327,8 @@ def train_one(activation, config, data, deadline, logdir, dataset_name):
         writer.close()
     reached = epochs_to_target(history["train_error"], config.target_error)
     return {
+        "activation": activation,
+        "seed": seed,
         **history,
         "epochs_to_target": reached,
         "seconds_to_target": history["seconds"][reached - 1] if reached else None,
@@ -310,7 +336,12 @@ def train_one(activation, config, data, deadline, logdir, dataset_name):
     }
 
 
-def hparams(config, activation, dataset_name, train_examples):
+def run_name(activation, seed):
+    """The TensorBoard run (and HParams trial) name of one run."""
+    return "%s_seed%d" % (activation, seed)
+
+
+def hparams(config, activation, seed, dataset_name, train_examples):
     """The HParams record of one run."""
     return {
         "activation": activation,
@@ -318,7 +349,7 @@ def hparams(config, activation, dataset_name, train_examples):
         "momentum": config.momentum,
         "batch_size": config.batch_size,
         "init": config.init,
-        "seed": config.seed,
+        "seed": seed,
         "train_examples": train_examples,
         "target_error": config.target_error,
         "dataset": dataset_name,
@@ -327,6 +358,12 @@ def hparams(config, activation, dataset_name, train_examples):
 
 def _fmt(value, pattern="%d"):
     return "not reached" if value is None else pattern % value
+
+
+def _epochs_cell(epochs, exact):
+    if exact:
+        return "%g" % epochs
+    return ">= %g" % epochs
 
 
 def write_report(path, results):
@@ -339,8 +376,8 @@ def write_report(path, results):
     Returns:
       path.
     """
-    runs = results["runs"]
-    target = results["config"]["target_error"]
+    c = results["config"]
+    target = c["target_error"]
     ratio, kind = results["ratio"], results["ratio_kind"]
     lines = [
         "# ReLU vs tanh (the paper's Figure 1)",
@@ -348,25 +385,20 @@ def write_report(path, results):
         "Data: %s; %d training and %d test examples, %d classes."
         % (results["data"], results["train_examples"], results["test_examples"], results["num_classes"]),
         "Network: four-layer CNN (conv 5x5 x3 + fully-connected), init `%s`, SGD lr %g momentum %g, batch %d, "
-        "no regularisation; both runs start from the same weights and see the same batches."
-        % (
-            results["config"]["init"],
-            results["config"]["learning_rate"],
-            results["config"]["momentum"],
-            results["config"]["batch_size"],
-        ),
+        "no regularisation. For each seed both activations start from the same weights and see the same batches."
+        % (c["init"], c["learning_rate"], c["momentum"], c["batch_size"]),
         "",
-        "| activation | epochs to %.0f%% training error | seconds to target | epochs run | final training error | final test error | stopped by |"
-        % (100 * target),
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| seed | activation | epochs to %.0f%% training error | seconds to target | epochs run | final training error "
+        "| final test error | stopped by |" % (100 * target),
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name in ACTIVATIONS:
-        run = runs[name]
+    for run in results["runs"]:
         final_test = run["test_error"][-1] if run["test_error"] and run["test_error"][-1] is not None else None
         lines.append(
-            "| %s | %s | %s | %d | %s | %s | %s |"
+            "| %d | %s | %s | %s | %d | %s | %s | %s |"
             % (
-                name,
+                run["seed"],
+                run["activation"],
                 _fmt(run["epochs_to_target"]),
                 _fmt(run["seconds_to_target"], "%.1f"),
                 len(run["train_error"]),
@@ -375,42 +407,67 @@ def write_report(path, results):
                 run["stopped"],
             )
         )
+    lines += [
+        "",
+        "| | ReLU | tanh | tanh / ReLU |",
+        "| --- | --- | --- | --- |",
+    ]
+    for seed, r in sorted(results["per_seed_ratio"].items(), key=lambda item: int(item[0])):
+        lines.append(
+            "| seed %s epochs to target | %s | %s | %s |"
+            % (seed, _epochs_cell(*r["relu"]), _epochs_cell(*r["tanh"]), _ratio_text(r["ratio"], r["kind"]))
+        )
+    m = results["median"]
+    lines.append(
+        "| **median over %d seeds** | %s | %s | **%s** |"
+        % (len(results["per_seed_ratio"]), _epochs_cell(*m["relu"]), _epochs_cell(*m["tanh"]), _ratio_text(ratio, kind))
+    )
     lines.append("")
     if kind == "measured":
-        lines.append(
-            "**Ratio (tanh epochs / ReLU epochs): %.2f** (measured). The paper reports about 6 on CIFAR-10." % ratio
-        )
+        verdict = "ReLU reached the target in fewer epochs" if ratio > 1 else "ReLU was NOT faster here"
+        lines.append("Ratio of medians: %.2f (measured): %s. The paper reports about 6 on CIFAR-10." % (ratio, verdict))
     elif kind == "lower bound":
         lines.append(
-            "**Ratio (tanh epochs / ReLU epochs): at least %.2f** (tanh did not reach the target in the %d epochs it "
-            "ran; a lower bound). The paper reports about 6 on CIFAR-10." % (ratio, len(runs["tanh"]["train_error"]))
+            "Ratio of medians: at least %.2f (tanh's median run did not reach the target, so its figure is a lower "
+            "bound): ReLU reached the target in fewer epochs. The paper reports about 6 on CIFAR-10." % ratio
         )
     elif kind == "upper bound":
         lines.append(
-            "**Ratio (tanh epochs / ReLU epochs): at most %.2f** (ReLU did not reach the target in the %d epochs it "
-            "ran; an upper bound)." % (ratio, len(runs["relu"]["train_error"]))
+            "Ratio of medians: at most %.2f (ReLU's median run did not reach the target): ReLU was NOT shown faster "
+            "here." % ratio
         )
     else:
-        lines.append("**Ratio: not measured**: neither run reached the target error; raise --epochs or --max_minutes.")
+        lines.append("Ratio: not measured: neither activation reached the target error; raise --epochs or --max_minutes.")
     lines += [
         "",
-        "Training error is the running mean over each epoch's batches (what cuda-convnet printed for Figure 1).",
-        "Total time %.1f s (budget %g min)." % (results["seconds"], results["config"]["max_minutes"]),
+        "Training error is the running mean over each epoch's batches (what cuda-convnet printed for Figure 1). "
+        "A run that never reached the target counts as needing at least one epoch more than it ran (\">= N\").",
+        "Total time %.1f s (budget %g min)." % (results["seconds"], c["max_minutes"]),
         "",
         "![training error per epoch](%s)" % FIGURE,
         "",
         "Per-epoch training error:",
         "",
-        "| epoch | " + " | ".join(ACTIVATIONS) + " |",
-        "| --- | " + " | ".join("---" for _ in ACTIVATIONS) + " |",
+        "| epoch | " + " | ".join(run_name(r["activation"], r["seed"]) for r in results["runs"]) + " |",
+        "| --- | " + " | ".join("---" for _ in results["runs"]) + " |",
     ]
-    longest = max(len(runs[name]["train_error"]) for name in ACTIVATIONS)
+    longest = max(len(r["train_error"]) for r in results["runs"])
     for i in range(longest):
-        cells = ["%.4f" % runs[n]["train_error"][i] if i < len(runs[n]["train_error"]) else "" for n in ACTIVATIONS]
+        cells = ["%.4f" % r["train_error"][i] if i < len(r["train_error"]) else "" for r in results["runs"]]
         lines.append("| %d | %s |" % (i + 1, " | ".join(cells)))
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def _ratio_text(ratio, kind):
+    if kind == "measured":
+        return "%.2f" % ratio
+    if kind == "lower bound":
+        return ">= %.2f" % ratio
+    if kind == "upper bound":
+        return "<= %.2f" % ratio
+    return "n/a"
 
 
 def run_experiment(config):
@@ -450,21 +507,30 @@ def run_experiment(config):
 
     logdir = os.path.join(config.output_dir, LOGS)
     dataset_name = description.split(" from ")[0]
+    seeds = list(range(config.seed, config.seed + config.repeats))
     tblog.write_experiment_config(
         logdir,
-        [hparams(config, a, dataset_name, len(x_train)) for a in ACTIVATIONS],
+        [hparams(config, a, seed, dataset_name, len(x_train)) for seed in seeds for a in ACTIVATIONS],
         [("train_error", "training error"), ("test_error", "test error"), ("train_loss", "training loss")],
     )
-    runs = {}
-    # ReLU may use half the budget; tanh gets the rest, at least half.
-    runs["relu"] = train_one("relu", config, data, start + budget / 2.0, logdir, dataset_name)
-    runs["tanh"] = train_one("tanh", config, data, start + budget, logdir, dataset_name)
-    ratio, kind = speedup(
-        runs["relu"]["epochs_to_target"],
-        runs["tanh"]["epochs_to_target"],
-        len(runs["relu"]["train_error"]),
-        len(runs["tanh"]["train_error"]),
-    )
+    runs = []
+    order = [(seed, a) for seed in seeds for a in ACTIVATIONS]
+    for i, (seed, activation) in enumerate(order):
+        # Run i may use its share of the budget plus whatever earlier runs left;
+        # tanh runs come second in each pair, so any slack goes to them.
+        deadline = start + budget * (i + 1) / len(order)
+        runs.append(train_one(activation, seed, config, data, deadline, logdir, dataset_name))
+
+    def by(activation, seed=None):
+        return [r for r in runs if r["activation"] == activation and (seed is None or r["seed"] == seed)]
+
+    per_seed = {}
+    for seed in seeds:
+        relu, tanh = median_epochs_to_target(by("relu", seed)), median_epochs_to_target(by("tanh", seed))
+        ratio, kind = speedup(relu, tanh)
+        per_seed[str(seed)] = {"relu": relu, "tanh": tanh, "ratio": ratio, "kind": kind}
+    median = {a: median_epochs_to_target(by(a)) for a in ACTIVATIONS}
+    ratio, kind = speedup(median["relu"], median["tanh"])
     results = {
         "data": description,
         "num_classes": num_classes,
@@ -472,25 +538,31 @@ def run_experiment(config):
         "test_examples": int(0 if x_test is None else len(x_test)),
         "config": dataclasses.asdict(config),
         "runs": runs,
+        "per_seed_ratio": per_seed,
+        "median": median,
         "ratio": ratio,
         "ratio_kind": kind,
+        "relu_faster": kind in ("measured", "lower bound") and ratio > 1,
         "seconds": time.time() - start,
     }
     with open(os.path.join(config.output_dir, RESULTS), "w") as f:
         json.dump(results, f, indent=2)
-    plots.plot_curves(
-        os.path.join(config.output_dir, FIGURE),
-        [
+    curves = []
+    for run in runs:
+        first = run["seed"] == seeds[0]
+        curves.append(
             {
-                "label": name + (" (%s epochs to target)" % _fmt(runs[name]["epochs_to_target"])),
-                "points": list(enumerate(runs[name]["train_error"], start=1)),
-                "style": "-" if name == "relu" else "--",
+                "label": ("ReLU" if run["activation"] == "relu" else "tanh") if first else None,
+                "points": list(enumerate(run["train_error"], start=1)),
+                "style": "-" if run["activation"] == "relu" else "--",
                 "color": "black",
             }
-            for name in ACTIVATIONS
-        ],
+        )
+    plots.plot_curves(
+        os.path.join(config.output_dir, FIGURE),
+        curves,
         ylabel="Training error rate",
-        title="ReLU (solid) vs tanh (dashed): %s" % dataset_name,
+        title="ReLU (solid) vs tanh (dashed), %d seed%s: %s" % (len(seeds), "s" if len(seeds) > 1 else "", dataset_name),
         target=config.target_error,
     )
     write_report(os.path.join(config.output_dir, REPORT), results)
@@ -532,15 +604,16 @@ def main(argv=None):
     except UsageError as err:
         print("relu_vs_tanh: error: %s" % err, file=sys.stderr)
         return 2
-    relu, tanh = results["runs"]["relu"], results["runs"]["tanh"]
-    ratio = "n/a" if results["ratio"] is None else "%.2f (%s)" % (results["ratio"], results["ratio_kind"])
+    m = results["median"]
     print(
-        "relu_vs_tanh: epochs to %.0f%% training error: relu %s, tanh %s; ratio %s; report %s"
+        "relu_vs_tanh: median epochs to %.0f%% training error over %d seed(s): relu %s, tanh %s; ratio %s (%s); report %s"
         % (
             100 * config.target_error,
-            _fmt(relu["epochs_to_target"]),
-            _fmt(tanh["epochs_to_target"]),
-            ratio,
+            config.repeats,
+            _epochs_cell(*m["relu"]),
+            _epochs_cell(*m["tanh"]),
+            _ratio_text(results["ratio"], results["ratio_kind"]),
+            results["ratio_kind"],
             os.path.join(config.output_dir, REPORT),
         )
     )

@@ -88,8 +88,9 @@ def cifar_archive(tmp_path_factory):
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("records"))
-    train = write_records(data_dir, schema.TRAIN, 120, 48, seed=1)
-    validation = write_records(data_dir, schema.VALIDATION, 40, 48, seed=2)
+    # 80 px: more than AlexNet's smallest crop (67), shrunk to 32 for Figure 1.
+    train = write_records(data_dir, schema.TRAIN, 120, 80, seed=1)
+    validation = write_records(data_dir, schema.VALIDATION, 40, 80, seed=2)
     return data_dir, train, validation
 
 
@@ -146,14 +147,26 @@ def test_figure1_net_relu_and_tanh_start_from_the_same_weights():
     assert [layer.activation.__name__ for layer in tanh.layers if layer.name.startswith("conv")] == ["tanh"] * 3
 
 
-def test_epochs_to_target_and_ratio():
+def _run(reached, ran):
+    return {"epochs_to_target": reached, "train_error": [0.5] * ran}
+
+
+def test_epochs_to_target_median_and_ratio():
     assert relu_vs_tanh.epochs_to_target([0.9, 0.5, 0.25, 0.1], 0.25) == 3
     assert relu_vs_tanh.epochs_to_target([0.9, 0.5], 0.25) is None
-    assert relu_vs_tanh.speedup(2, 12, 2, 12) == (6.0, "measured")
-    # tanh not there after 10 epochs: it needs at least 11, so the ratio is at least 11 / 2.
-    assert relu_vs_tanh.speedup(2, None, 2, 10) == (5.5, "lower bound")
-    assert relu_vs_tanh.speedup(None, 4, 10, 4) == (4 / 11, "upper bound")
-    assert relu_vs_tanh.speedup(None, None, 5, 5) == (None, "none")
+    median = relu_vs_tanh.median_epochs_to_target
+    assert median([_run(6, 6), _run(2, 2), _run(9, 9)]) == (6, True)
+    assert median([_run(6, 6), _run(2, 2)]) == (4, True)
+    # A seed that never got there in 10 epochs needs at least 11: above the middle, the median stays exact...
+    assert median([_run(6, 6), _run(2, 2), _run(None, 10)]) == (6, True)
+    # ...at the middle, the median is only a lower bound.
+    assert median([_run(6, 6), _run(None, 10), _run(None, 12)]) == (11, False)
+    # A run cut short by the budget (3 epochs) below an exact one: the true order is unknown.
+    assert median([_run(None, 3), _run(6, 6), _run(9, 9)]) == (6, False)
+    assert relu_vs_tanh.speedup((2, True), (12, True)) == (6.0, "measured")
+    assert relu_vs_tanh.speedup((2, True), (11, False)) == (5.5, "lower bound")
+    assert relu_vs_tanh.speedup((11, False), (4, True)) == (4 / 11, "upper bound")
+    assert relu_vs_tanh.speedup((11, False), (11, False)) == (None, "none")
 
 
 # ---------------------------------------------------------------- relu_vs_tanh end to end
@@ -171,52 +184,60 @@ def _check_png(path):
 def test_relu_vs_tanh_tiny_on_cifar_archive(cifar_archive, tmp_path, capsys):
     path, _ = cifar_archive
     out = tmp_path / "fig1"
-    code = relu_vs_tanh.main(["--cifar", path, "--output_dir", str(out), "--tiny", "--no_stop_at_target", "--target_error", "0.5"])
-    assert code == 0
+    argv = ["--cifar", path, "--output_dir", str(out), "--tiny", "--repeats", "2", "--no_stop_at_target", "--target_error", "0.5"]
+    assert relu_vs_tanh.main(argv) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary.startswith("relu_vs_tanh: epochs to 50% training error: relu ")
+    assert summary.startswith("relu_vs_tanh: median epochs to 50% training error over 2 seed(s): relu ")
 
     results = json.loads((out / "results.json").read_text())
     assert results["train_examples"] == 256 and results["test_examples"] == 50  # --tiny subset; test set smaller than 128
     assert results["num_classes"] == 10
-    for name in ("relu", "tanh"):
-        run = results["runs"][name]
+    runs = results["runs"]
+    assert [(r["activation"], r["seed"]) for r in runs] == [("relu", 0), ("tanh", 0), ("relu", 1), ("tanh", 1)]
+    for run in runs:
         assert len(run["train_error"]) == 3 and run["stopped"] == "epochs"  # --tiny: 3 epochs, no early stop
         assert run["epochs_to_target"] == relu_vs_tanh.epochs_to_target(run["train_error"], 0.5)
         assert all(0.0 <= e <= 1.0 for e in run["train_error"] + run["test_error"])
-    ratio, kind = relu_vs_tanh.speedup(
-        results["runs"]["relu"]["epochs_to_target"], results["runs"]["tanh"]["epochs_to_target"], 3, 3
-    )
-    assert (results["ratio"], results["ratio_kind"]) == (ratio, kind)
+    # Seed 1 starts from other weights than seed 0.
+    assert runs[0]["train_loss"] != runs[2]["train_loss"]
+    relu = relu_vs_tanh.median_epochs_to_target([runs[0], runs[2]])
+    tanh = relu_vs_tanh.median_epochs_to_target([runs[1], runs[3]])
+    assert [tuple(results["median"]["relu"]), tuple(results["median"]["tanh"])] == [relu, tanh]
+    assert (results["ratio"], results["ratio_kind"]) == relu_vs_tanh.speedup(relu, tanh)
+    assert results["per_seed_ratio"]["1"]["ratio"] == relu_vs_tanh.speedup(
+        relu_vs_tanh.median_epochs_to_target([runs[2]]), relu_vs_tanh.median_epochs_to_target([runs[3]])
+    )[0]
 
     report = (out / "report.md").read_text()
-    relu = results["runs"]["relu"]
-    assert "| relu | %s |" % relu_vs_tanh._fmt(relu["epochs_to_target"]) in report
-    assert "| 3 | %.4f | %.4f |" % (relu["train_error"][2], results["runs"]["tanh"]["train_error"][2]) in report
-    assert "Ratio (tanh epochs / ReLU epochs)" in report or "Ratio: not measured" in report
+    assert "| 0 | relu | %s |" % relu_vs_tanh._fmt(runs[0]["epochs_to_target"]) in report
+    assert "| 3 | %s |" % " | ".join("%.4f" % r["train_error"][2] for r in runs) in report
+    assert "| **median over 2 seeds** | %s | %s | **%s** |" % (
+        relu_vs_tanh._epochs_cell(*relu), relu_vs_tanh._epochs_cell(*tanh), relu_vs_tanh._ratio_text(results["ratio"], results["ratio_kind"])
+    ) in report  # fmt: skip
     assert "CIFAR-10 from %s" % path in report
     _check_png(out / "figure1.png")
 
-    # TensorBoard: the experiment's HParams config and one run per activation.
+    # TensorBoard: the experiment's HParams config and one run per activation and seed.
     config = tblog.read_hparams(str(out / "logs"))
-    assert "activation" in config["config_hparams"] and "learning_rate" in config["config_hparams"]
+    assert {"activation", "learning_rate", "seed"} <= set(config["config_hparams"])
     assert config["config_metrics"] == ["train_error", "test_error", "train_loss"]
-    for name in ("relu", "tanh"):
+    for run in runs:
+        name = "%s_seed%d" % (run["activation"], run["seed"])
         record = tblog.read_hparams(str(out / "logs" / name))
         assert record["trial_id"] == name
-        assert record["hparams"]["activation"] == name
-        assert record["hparams"]["learning_rate"] == pytest.approx(0.01)
+        assert record["hparams"]["activation"] == run["activation"] and record["hparams"]["seed"] == run["seed"]
+        assert record["hparams"]["learning_rate"] == pytest.approx(relu_vs_tanh.Config.learning_rate)
         assert record["hparams"]["train_examples"] == 256
         scalars = tblog.read_scalars(str(out / "logs" / name))
         assert [s for s, _ in scalars["train_error"]] == [1, 2, 3]
-        np.testing.assert_allclose([v for _, v in scalars["train_error"]], results["runs"][name]["train_error"], rtol=1e-6)
+        np.testing.assert_allclose([v for _, v in scalars["train_error"]], run["train_error"], rtol=1e-6)
 
 
 def test_relu_vs_tanh_on_tfrecords_and_learns(records_dir, tmp_path):
     data_dir, train_labels, validation_labels = records_dir
     out = tmp_path / "fig1"
     code = relu_vs_tanh.main(
-        ["--data_dir", data_dir, "--output_dir", str(out), "--epochs", "8", "--batch_size", "16", "--learning_rate", "0.05"]
+        ["--data_dir", data_dir, "--output_dir", str(out), "--epochs", "8", "--repeats", "1", "--batch_size", "16"]
     )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
@@ -225,7 +246,8 @@ def test_relu_vs_tanh_on_tfrecords_and_learns(records_dir, tmp_path):
     assert results["num_classes"] == 10  # no metadata.json: one more than the largest label
     assert results["data"].startswith("TFRecords from %s, resized to 32x32" % data_dir)
     # The pattern is learnable: ReLU gets below 25% training error within 8 epochs.
-    relu = results["runs"]["relu"]
+    relu = results["runs"][0]
+    assert relu["activation"] == "relu" and len(results["runs"]) == 2  # --repeats 1
     assert relu["epochs_to_target"] is not None and relu["stopped"] == "target reached"
     assert relu["train_error"][-1] <= 0.25 < relu["train_error"][0]
     _check_png(out / "figure1.png")
@@ -259,3 +281,109 @@ def test_relu_vs_tanh_user_errors_are_one_line(cifar_archive, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--overwrite" in err
     assert (out / "report.md").read_text() == "earlier result\n"
+
+
+# ---------------------------------------------------------------- ablate
+
+from experiments import ablate  # noqa: E402
+
+FEATURES = ("activation", "lrn", "overlapping_pool", "dropout_rate", "pca_noise", "two_tower")
+
+
+def test_ablate_variants_each_switch_exactly_one_paper_feature_in_the_trainer(tmp_path):
+    from trainer import task
+
+    config = ablate.parse_args(["--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")])
+    assert config.variants == ablate.VARIANT_NAMES
+    parsed = {}
+    for variant in ablate.VARIANTS:
+        trainer_config, _ = task.parse_config(ablate.trainer_argv(config, variant), {})
+        parsed[variant.name] = {f: getattr(trainer_config, f) for f in FEATURES}
+        assert trainer_config.model_dir == str(tmp_path / "out" / "runs" / variant.name)
+        assert (trainer_config.epochs, trainer_config.batch_size, trainer_config.image_size) == (10, 64, 127)
+        assert (trainer_config.init, trainer_config.seed, trainer_config.export) == ("he", 0, False)
+    assert parsed["baseline"] == {
+        "activation": "relu", "lrn": True, "overlapping_pool": True, "dropout_rate": 0.5, "pca_noise": True, "two_tower": False
+    }  # fmt: skip
+    flipped = {"tanh": ("activation", "tanh"), "no_lrn": ("lrn", False), "no_overlap": ("overlapping_pool", False),
+               "no_dropout": ("dropout_rate", 0.0), "no_pca_noise": ("pca_noise", False), "two_tower": ("two_tower", True)}  # fmt: skip
+    for name, (feature, value) in flipped.items():
+        assert parsed[name] == {**parsed["baseline"], feature: value}, name
+
+
+def test_ablate_summarize_reads_final_errors_and_epochs_to_target():
+    curves = {
+        "train": {"top1_accuracy": [0.2, 0.6, 0.7], "top5_accuracy": [0.5, 0.9, 1.0], "loss": [2, 1, 0.5]},
+        "validation": {"top1_accuracy": [0.1, 0.4, 0.55], "top5_accuracy": [0.4, 0.8, 0.9], "loss": [2, 1.5, 1]},
+        "steps": [4, 8, 12],
+    }
+    s = ablate.summarize(curves, target=0.45)
+    assert s["epochs"] == 3 and s["epochs_to_target"] == 2
+    assert s["final_train_top1_error"] == pytest.approx(0.3)
+    assert s["final_validation_top5_error"] == pytest.approx(0.1)
+    assert ablate.summarize(curves, target=0.2)["epochs_to_target"] is None
+
+
+def test_ablate_tiny_runs_the_trainer_per_variant(records_dir, tmp_path, capsys):
+    data_dir = records_dir[0]
+    out = tmp_path / "ablate"
+    variants = ("baseline", "tanh")  # every variant's flags are checked against the trainer's parser above
+    code = ablate.main(
+        ["--data_dir", data_dir, "--output_dir", str(out), "--tiny", "--variants", ",".join(variants), "--discard_checkpoints",
+         "--", "--num_classes", "10"]
+    )  # fmt: skip
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 0, summary
+    assert summary.startswith("ablate: 2 variants in ") and "all trained" in summary
+
+    results = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    for name in variants:
+        run = results["runs"][name]
+        assert run["exit_code"] == 0 and "error" not in run
+        assert run["epochs"] == 2  # --tiny: 2 epochs of 2 steps
+        # The figures are those of the trainer's own event files, read back here independently.
+        logs = out / "runs" / name / "logs"
+        validation = tblog.read_scalars(str(logs / "validation"))
+        train = tblog.read_scalars(str(logs / "train"))
+        assert [s for s, _ in train["top1_accuracy"]] == [2, 4]  # epoch ends at global steps 2 and 4
+        assert run["final_validation_top1_error"] == pytest.approx(1.0 - validation["top1_accuracy"][-1][1])
+        assert run["final_train_top5_error"] == pytest.approx(1.0 - train["top5_accuracy"][-1][1])
+        assert "| %s | %s | %s |" % (name, next(v for v in ablate.VARIANTS if v.name == name).change,
+                                      ablate._pct(run["final_train_top1_error"])) in report  # fmt: skip
+        # One HParams session per variant, named after it, with the switched feature.
+        record = tblog.read_hparams(str(logs))
+        assert record["trial_id"] == name
+        assert not (out / "runs" / name / "checkpoints").exists()  # --discard_checkpoints
+    assert tblog.read_hparams(str(out / "runs" / "tanh" / "logs"))["hparams"]["activation"] == "tanh"
+    assert tblog.read_hparams(str(out / "runs" / "baseline" / "logs"))["hparams"]["activation"] == "relu"
+    top = tblog.read_hparams(str(out / "runs"))
+    assert {"activation", "lrn", "overlapping_pool", "dropout_rate", "pca_noise", "two_tower"} <= set(top["config_hparams"])
+    assert "top1_accuracy" in top["config_metrics"]
+    assert results["runs"]["tanh"]["trainer_argv"][-4:] == ["--activation", "tanh", "--num_classes", "10"]
+    _check_png(out / "train_error.png")
+    _check_png(out / "validation_error.png")
+
+
+def test_ablate_failed_runs_and_user_errors(records_dir, tmp_path, capsys):
+    data_dir = records_dir[0]
+    # A trainer run that fails is reported, not hidden: exit 1 and a "failed" row per variant.
+    out = tmp_path / "failing"
+    code = ablate.main(["--data_dir", data_dir, "--output_dir", str(out), "--variants", "baseline,no_lrn", "--", "--epochs", "0"])
+    assert code == 1
+    assert "failed: baseline, no_lrn" in capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    assert "| baseline | %s | failed: trainer exit code 2 |" % ablate.VARIANTS[0].change in report
+    assert "| no_lrn | no local response normalisation | failed: trainer exit code 2 |" in report
+
+    # Existing results are not overwritten; bad flags are one line with exit code 2.
+    code = ablate.main(["--data_dir", data_dir, "--output_dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--overwrite" in err
+    code = ablate.main(["--data_dir", str(tmp_path / "none"), "--output_dir", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not a folder" in err
+    assert ablate.main(["--data_dir", data_dir, "--variants", "baseline,no_relu"]) == 2
+    assert "expected a comma-separated list of baseline, tanh" in capsys.readouterr().err
+    assert ablate.main(["--data_dir", data_dir, "--variants", "tanh"]) == 2
+    assert "must include baseline" in capsys.readouterr().err

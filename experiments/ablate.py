@@ -1,0 +1,500 @@
+"""Ablations: AlexNet with one of the paper's features switched at a time.
+
+    python -m experiments.ablate --data_dir demo_data --output_dir runs/ablate
+    python -m experiments.ablate --data_dir D --variants baseline,no_lrn,no_dropout --epochs 30 -- --val_steps 50
+
+Each variant is one run of the real trainer (`trainer.task.main`) on the same
+data, budget and seed as the baseline, differing in one trainer flag. Flags
+after `--` go to every trainer run unchanged. Writes into --output_dir:
+
+    report.md          table: final train/validation top-1 and top-5 error, epochs to
+                       the target training error, change against the baseline, the paper's claim
+    results.json       the same figures and the per-epoch curves
+    train_error.png    training top-1 error per epoch, one curve per variant
+    validation_error.png  validation top-1 error per epoch
+    runs/<variant>/    each trainer run (checkpoints, config.json, logs/)
+    runs/              the TensorBoard directory: one run per variant, with
+                       HParams, so `tensorboard --logdir <output_dir>/runs` compares them
+
+Figures come from the TensorBoard event files the trainer wrote (per-epoch
+`top1_accuracy`, `top5_accuracy` and `loss` under logs/train and logs/validation).
+"""
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+
+DEFAULT_OUTPUT_DIR = os.path.join("runs", "ablate")
+REPORT = "report.md"
+RESULTS = "results.json"
+TRAIN_FIGURE = "train_error.png"
+VALIDATION_FIGURE = "validation_error.png"
+RUNS = "runs"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    flags: tuple  # trainer flags that switch the feature
+    change: str  # what differs from the baseline
+    claim: str  # what the paper says the feature does
+
+
+VARIANTS = (
+    Variant("baseline", (), "the paper's network (ReLU, LRN, overlapping pooling, dropout 0.5, PCA noise)", "reference"),
+    Variant(
+        "tanh",
+        ("--activation", "tanh"),
+        "tanh instead of ReLU",
+        "ReLU reaches a given training error several times sooner (Figure 1: 6x to 25% on CIFAR-10)",
+    ),
+    Variant("no_lrn", ("--no_lrn",), "no local response normalisation", "LRN lowers top-1/top-5 error by 1.4%/1.2%"),
+    Variant(
+        "no_overlap",
+        ("--no_overlap",),
+        "2x2 stride-2 pooling instead of 3x3 stride 2",
+        "overlapping pooling lowers top-1/top-5 error by 0.4%/0.3% and overfits slightly less",
+    ),
+    Variant(
+        "no_dropout",
+        ("--dropout_rate", "0"),
+        "no dropout in fc6/fc7",
+        "without dropout the net overfits substantially (larger train/validation gap); dropout roughly doubles "
+        "the iterations needed to converge",
+    ),
+    Variant(
+        "no_pca_noise",
+        ("--no_pca_noise",),
+        "no PCA colour noise",
+        "PCA colour noise lowers top-1 error by over 1%",
+    ),
+    Variant(
+        "two_tower",
+        ("--two_tower",),
+        "the two-GPU connectivity (conv2/4/5 see only their own tower)",
+        "two towers beat one tower of half the kernels by 1.7%/1.2% top-1/top-5 (here the one-tower "
+        "baseline has all the kernels, so expect the two towers to be no better)",
+    ),
+)
+VARIANT_NAMES = tuple(v.name for v in VARIANTS)
+
+# --tiny: a smoke run of seconds per variant; only flags the user did not set change.
+TINY = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "image_size": 67}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data_dir: str = ""
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    variants: tuple = VARIANT_NAMES
+    epochs: int = 10  # every variant trains as long as the baseline
+    steps_per_epoch: int = 0  # 0: the trainer's default (one pass over the training set)
+    batch_size: int = 64  # the trainer's demo batch
+    image_size: int = 127  # the demo set's crop (stored 144 px, as 227 of 256)
+    learning_rate: float = 0.01  # the paper's
+    init: str = "he"  # the paper's init stalls at chance on small sets (see DESIGN notes); He trains in minutes
+    seed: int = 0  # one seed for every variant: same initial weights where shapes allow, same batches
+    target_error: float = 0.5  # training top-1 error whose first epoch is reported
+    trainer_flags: tuple = ()  # flags after `--`, passed to every trainer run
+    discard_checkpoints: bool = False  # delete each run's checkpoints once its curves are read
+    tiny: bool = False
+    overwrite: bool = False
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line on stderr with exit code 2."""
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected an int >= 1. Received: %s" % text)
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError("expected a number in (0, 1). Received: %s" % text)
+    return value
+
+
+def _variant_list(text):
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in VARIANT_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            "expected a comma-separated list of %s. Received: %s" % (", ".join(VARIANT_NAMES), text)
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("expected each variant once. Received: %s" % text)
+    return names
+
+
+def parse_args(argv):
+    """Parses flags strictly into a Config; arguments after `--` are trainer flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    trainer_flags = ()
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, trainer_flags = argv[:cut], tuple(argv[cut + 1 :])
+    d = Config()
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.ablate",
+        description="AlexNet ablations: one paper feature switched off at a time, each trained by trainer.task.",
+        epilog="Arguments after -- are passed to every trainer run (e.g. -- --val_steps 10).",
+    )
+    p.add_argument("--data_dir", required=True, help="TFRecords from preprocessing.build_tfrecords (e.g. the demo set)")
+    p.add_argument("--output_dir", default=d.output_dir, help="default %(default)s")
+    p.add_argument(
+        "--variants", type=_variant_list, default=d.variants, help="comma-separated subset of %s" % ",".join(VARIANT_NAMES)
+    )
+    p.add_argument("--epochs", type=_positive_int, help="epochs per variant (default %d)" % d.epochs)
+    p.add_argument("--steps_per_epoch", type=_positive_int, help="default: one pass over the training set")
+    p.add_argument("--batch_size", type=_positive_int, help="global batch (default %d)" % d.batch_size)
+    p.add_argument("--image_size", type=_positive_int, help="crop side (default %d)" % d.image_size)
+    p.add_argument("--learning_rate", type=float, default=d.learning_rate, help="default %(default)s")
+    p.add_argument("--init", choices=("paper", "he"), default=d.init, help="default %(default)s")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--target_error", type=_fraction, default=d.target_error, help="training top-1 error (default %(default)s)")
+    p.add_argument(
+        "--discard_checkpoints",
+        action="store_true",
+        help="delete each finished run's checkpoints/ and best/ (hundreds of MB each); logs and config stay",
+    )
+    p.add_argument("--tiny", action="store_true", help="smoke run: %s unless set" % TINY)
+    p.add_argument("--overwrite", action="store_true", help="delete an existing --output_dir result first")
+    args = p.parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if v is not None}
+    if args.tiny:
+        values = {**TINY, **values}
+    if "baseline" not in values["variants"]:
+        p.error("--variants must include baseline (every variant is compared with it). Received: %s" % ",".join(values["variants"]))
+    return Config(trainer_flags=trainer_flags, **values)
+
+
+def trainer_argv(config, variant):
+    """The trainer.task flags of one variant run.
+
+    Args:
+      config: a Config.
+      variant: a Variant.
+
+    Returns:
+      A list of strings for `trainer.task.main`.
+    """
+    argv = [
+        "--data_dir", config.data_dir,
+        "--model_dir", os.path.join(config.output_dir, RUNS, variant.name),
+        "--epochs", str(config.epochs),
+        "--batch_size", str(config.batch_size),
+        "--image_size", str(config.image_size),
+        "--learning_rate", repr(config.learning_rate),
+        "--init", config.init,
+        "--seed", str(config.seed),
+        # A fixed learning rate: a plateau drop in one variant and not another
+        # would confound the one feature being compared.
+        "--lr_schedule", "step", "--lr_step_epochs", str(config.epochs + 1),
+        # The ablation compares curves; exports and old checkpoints only cost disk.
+        "--no_export", "--keep_checkpoints", "1",
+    ]  # fmt: skip
+    if config.steps_per_epoch:
+        argv += ["--steps_per_epoch", str(config.steps_per_epoch)]
+    return argv + list(variant.flags) + list(config.trainer_flags)
+
+
+def read_curves(log_dir):
+    """Per-epoch metrics of one trainer run from its TensorBoard event files.
+
+    Args:
+      log_dir: the run's `logs` directory (with `train/` and `validation/`).
+
+    Returns:
+      {"train": {metric: [per-epoch values]}, "validation": {...}, "steps": [global
+      step of each epoch end]} for metrics loss, top1_accuracy, top5_accuracy.
+    """
+    from experiments import tblog
+
+    curves = {"steps": []}
+    for split in ("train", "validation"):
+        scalars = tblog.read_scalars(os.path.join(log_dir, split))
+        curves[split] = {m: [v for _, v in scalars.get(m, [])] for m in ("loss", "top1_accuracy", "top5_accuracy")}
+        if split == "train":
+            # Per-epoch train scalars are written at the epoch's last global step;
+            # the per-batch ones carry a "batch/" prefix and are ignored here.
+            curves["steps"] = [s for s, _ in scalars.get("top1_accuracy", [])]
+    return curves
+
+
+def epochs_to_target(errors, target):
+    """The first 1-based epoch whose error is at or below `target`, or None."""
+    for epoch, error in enumerate(errors, start=1):
+        if error <= target:
+            return epoch
+    return None
+
+
+def summarize(curves, target):
+    """Final errors and epochs to target of one run's curves.
+
+    Args:
+      curves: read_curves output.
+      target: training top-1 error to reach.
+
+    Returns:
+      dict of train/validation top-1/top-5 errors (final epoch), per-epoch
+      top-1 error lists, epochs run and epochs to target.
+    """
+    def errors(split, metric):
+        return [1.0 - a for a in curves[split][metric]]
+
+    out = {
+        "epochs": len(curves["train"]["top1_accuracy"]),
+        "train_top1_error": errors("train", "top1_accuracy"),
+        "train_top5_error": errors("train", "top5_accuracy"),
+        "validation_top1_error": errors("validation", "top1_accuracy"),
+        "validation_top5_error": errors("validation", "top5_accuracy"),
+    }
+    for key in ("train_top1_error", "train_top5_error", "validation_top1_error", "validation_top5_error"):
+        out["final_" + key] = out[key][-1] if out[key] else None
+    out["epochs_to_target"] = epochs_to_target(out["train_top1_error"], target)
+    return out
+
+
+def _pct(value):
+    return "n/a" if value is None else "%.1f" % (100.0 * value)
+
+
+def write_report(path, results):
+    """Writes the markdown report.
+
+    Args:
+      path: report.md path.
+      results: the dict written to results.json.
+
+    Returns:
+      path.
+    """
+    c = results["config"]
+    runs = results["runs"]
+    base = runs.get("baseline", {})
+    lines = [
+        "# AlexNet ablations",
+        "",
+        "Data: `%s`. Every variant: %d epochs%s, batch %d, %dx%d crops, lr %g (fixed), init `%s`, seed %d%s."
+        % (
+            c["data_dir"],
+            c["epochs"],
+            " of %d steps" % c["steps_per_epoch"] if c["steps_per_epoch"] else "",
+            c["batch_size"],
+            c["image_size"],
+            c["image_size"],
+            c["learning_rate"],
+            c["init"],
+            c["seed"],
+            "; trainer flags `%s`" % " ".join(c["trainer_flags"]) if c["trainer_flags"] else "",
+        ),
+        "Errors in %%; training errors are running means over each epoch (with dropout and augmentation on), "
+        "validation errors are centre-crop. Epochs to target: first epoch with training top-1 error <= %.0f%%."
+        % (100 * c["target_error"]),
+        "",
+        "| variant | change | train top-1 | train top-5 | val top-1 | val top-5 | val top-1 vs baseline | epochs to target | seconds | the paper's claim |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in c["variants"]:
+        run = runs[name]
+        variant = next(v for v in VARIANTS if v.name == name)
+        if run.get("error"):
+            lines.append(
+                "| %s | %s | failed: %s | | | | | | %.0f | %s |"
+                % (name, variant.change, run["error"], run.get("seconds", 0.0), variant.claim)
+            )
+            continue
+        delta = None
+        if name != "baseline" and base.get("final_validation_top1_error") is not None and run["final_validation_top1_error"] is not None:
+            delta = run["final_validation_top1_error"] - base["final_validation_top1_error"]
+        lines.append(
+            "| %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s |"
+            % (
+                name,
+                variant.change,
+                _pct(run["final_train_top1_error"]),
+                _pct(run["final_train_top5_error"]),
+                _pct(run["final_validation_top1_error"]),
+                _pct(run["final_validation_top5_error"]),
+                "" if name == "baseline" else ("n/a" if delta is None else "%+.1f" % (100.0 * delta)),
+                "not reached" if run["epochs_to_target"] is None else str(run["epochs_to_target"]),
+                run["seconds"],
+                variant.claim,
+            )
+        )
+    lines += [
+        "",
+        "One seed per variant: differences of a few points on a small validation set are within run-to-run noise; "
+        "repeat with other --seed values before drawing conclusions.",
+        "",
+        "![training top-1 error](%s)" % TRAIN_FIGURE,
+        "![validation top-1 error](%s)" % VALIDATION_FIGURE,
+        "",
+        "TensorBoard (HParams dashboard compares the variants): `tensorboard --logdir %s`"
+        % os.path.join(c["output_dir"], RUNS),
+    ]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+_STYLES = {"baseline": ("-", "black"), "tanh": ("--", "tab:red")}
+
+
+def _plot(path, results, key, ylabel, title):
+    from experiments import plots
+
+    curves = []
+    for name in results["config"]["variants"]:
+        run = results["runs"][name]
+        if not run.get(key):
+            continue
+        style, color = _STYLES.get(name, ("-", None))
+        curves.append({"label": name, "points": list(enumerate(run[key], start=1)), "style": style, "color": color})
+    target = results["config"]["target_error"] if key == "train_top1_error" else None
+    return plots.plot_curves(path, curves, ylabel=ylabel, title=title, target=target)
+
+
+def _write_experiment_config(config):
+    """The HParams config at the top of runs/: the switched features and the metrics.
+
+    Each trainer run also writes one with its whole config; TensorBoard shows one
+    of them, and both name the same hparams and metrics.
+    """
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    hparams = [
+        hp.HParam("activation", hp.Discrete(["relu", "tanh"])),
+        hp.HParam("lrn", hp.Discrete([False, True])),
+        hp.HParam("overlapping_pool", hp.Discrete([False, True])),
+        hp.HParam("dropout_rate"),
+        hp.HParam("pca_noise", hp.Discrete([False, True])),
+        hp.HParam("two_tower", hp.Discrete([False, True])),
+        hp.HParam("learning_rate"),
+        hp.HParam("batch_size"),
+        hp.HParam("image_size"),
+        hp.HParam("seed"),
+    ]
+    metrics = [
+        hp.Metric(tag, group=group, display_name="%s %s" % (group, tag))
+        for group in ("validation", "train")
+        for tag in ("top1_accuracy", "top5_accuracy", "loss")
+    ]
+    with tf.summary.create_file_writer(os.path.join(config.output_dir, RUNS)).as_default():
+        hp.hparams_config(hparams=hparams, metrics=metrics)
+
+
+def run_experiment(config, train=None):
+    """Trains every variant and writes the report, figures and results.
+
+    Args:
+      config: a Config.
+      train: the trainer entry point (argv -> exit code); default trainer.task.main.
+
+    Returns:
+      The results dict (also written to results.json).
+    """
+    if train is None:
+        from trainer import task
+
+        train = task.main
+    started = time.time()
+    runs = {}
+    for name in config.variants:
+        variant = next(v for v in VARIANTS if v.name == name)
+        argv = trainer_argv(config, variant)
+        print("ablate: %s: python -m trainer.task %s" % (name, " ".join(argv)), flush=True)
+        start = time.time()
+        code = train(argv)
+        run = {"exit_code": code, "trainer_argv": argv, "seconds": time.time() - start}
+        if code == 0:
+            run.update(summarize(read_curves(os.path.join(config.output_dir, RUNS, name, "logs")), config.target_error))
+            if not run["epochs"]:
+                run["error"] = "no per-epoch metrics in %s" % os.path.join(config.output_dir, RUNS, name, "logs")
+        else:
+            run["error"] = "trainer exit code %s" % code
+        if config.discard_checkpoints:
+            for sub in ("checkpoints", "best"):
+                shutil.rmtree(os.path.join(config.output_dir, RUNS, name, sub), ignore_errors=True)
+        runs[name] = run
+        print("ablate: %s finished with exit code %s in %.0f s" % (name, code, run["seconds"]), flush=True)
+    results = {"config": dataclasses.asdict(config), "runs": runs, "seconds": time.time() - started}
+    with open(os.path.join(config.output_dir, RESULTS), "w") as f:
+        json.dump(results, f, indent=2)
+    _plot(os.path.join(config.output_dir, TRAIN_FIGURE), results, "train_top1_error", "Training top-1 error", "Training error per epoch")
+    _plot(
+        os.path.join(config.output_dir, VALIDATION_FIGURE),
+        results,
+        "validation_top1_error",
+        "Validation top-1 error",
+        "Validation error per epoch",
+    )
+    write_report(os.path.join(config.output_dir, REPORT), results)
+    return results
+
+
+def _prepare_output_dir(config):
+    if not os.path.isdir(config.data_dir) and not config.data_dir.startswith("gs://"):
+        raise UsageError("--data_dir expected a folder of TFRecord shards. Received: %s (not a folder)" % config.data_dir)
+    existing = [n for n in (REPORT, RESULTS, RUNS) if os.path.exists(os.path.join(config.output_dir, n))]
+    if existing and not config.overwrite:
+        raise UsageError(
+            "--output_dir %s already holds a result (%s); pass --overwrite to replace it or choose another directory"
+            % (config.output_dir, ", ".join(existing))
+        )
+    if existing:
+        # The trainer would otherwise resume the old runs' checkpoints.
+        shutil.rmtree(os.path.join(config.output_dir, RUNS), ignore_errors=True)
+    os.makedirs(os.path.join(config.output_dir, RUNS), exist_ok=True)
+
+
+def main(argv=None, train=None):
+    """Entry point: `python -m experiments.ablate --data_dir D [flags] [-- trainer flags]`.
+
+    Args:
+      argv: flags without the program name (None: sys.argv[1:]).
+      train: the trainer entry point to call (tests may pass a wrapper); default trainer.task.main.
+
+    Returns:
+      0 when every variant trained, 1 when a trainer run failed (the report
+      says which), 2 on a user error (one line on stderr).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        config = parse_args(argv)
+    except SystemExit as err:  # argparse already printed its usage error
+        return int(err.code or 0)
+    try:
+        _prepare_output_dir(config)
+        _write_experiment_config(config)
+        results = run_experiment(config, train)
+    except UsageError as err:
+        print("ablate: error: %s" % err, file=sys.stderr)
+        return 2
+    failed = [n for n, r in results["runs"].items() if r.get("error")]
+    base = results["runs"]["baseline"]
+    print(
+        "ablate: %d variants in %.0f s (%s); baseline validation top-1 error %s%%; report %s"
+        % (
+            len(results["runs"]),
+            results["seconds"],
+            "failed: " + ", ".join(failed) if failed else "all trained",
+            _pct(base.get("final_validation_top1_error")),
+            os.path.join(config.output_dir, REPORT),
+        )
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
