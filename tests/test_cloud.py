@@ -254,7 +254,7 @@ def test_user_errors_are_one_line_and_exit_2(case):
 def test_missing_image_uri_is_a_flag_error():
     result = run_cli(["--base_output_dir", BASE, "--dry_run"])
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["python -m trainer.vertex: error: --image_uri is required (on the command line or in --job_file)"]
+    assert result.stderr.strip().splitlines() == ["trainer.vertex: error: --image_uri is required (on the command line or in --job_file)"]
 
 
 @pytest.mark.parametrize(
@@ -531,3 +531,15 @@ def test_readme_dataflow_command_parses(capsys):
     assert options.view_as(po.SetupOptions).setup_file == "./setup.py" and (REPO / "setup.py").is_file()
     values = dict(zip(argv[3:], argv[4:]))
     assert all(values[f].startswith("gs://test-bucket/imagenet/") for f in job_flags)
+
+
+def test_submit_without_the_sdk_is_one_line_and_exit_2(monkeypatch, capsys):
+    import google.cloud
+
+    # An SDK-less environment: the import fails whether or not an earlier test imported it.
+    monkeypatch.setitem(sys.modules, "google.cloud.aiplatform", None)
+    monkeypatch.delattr(google.cloud, "aiplatform", raising=False)
+    code = vertex.main(["--image_uri", IMAGE, "--base_output_dir", BASE, "--project", "p"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "submitting needs the Vertex AI SDK" in err, err

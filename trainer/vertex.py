@@ -222,11 +222,15 @@ def submit(spec, project, region, credentials):
     return job
 
 
+class UsageError(Exception):
+    """A mistake in the flags or the job file: one line on stderr, exit code 2."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a flag error as one line on stderr and exit code 2."""
+    """argparse that raises UsageError instead of printing usage and exiting."""
 
     def error(self, message):
-        self.exit(USER_ERROR, "%s: error: %s\n" % (self.prog, message))
+        raise UsageError(message)
 
 
 def _parser():
@@ -307,7 +311,8 @@ def read_job_file(path, parser):
 def parse(argv):
     """Parses the submitter's argv (job file merged in) into (namespace, trainer_args).
 
-    Exits with code 2 and one line on stderr on a flag or job-file error.
+    Raises:
+      UsageError: a flag or job-file mistake (the message says which).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" in argv:
@@ -353,7 +358,11 @@ def main(argv=None):
     Returns:
       0 on success; 2 on a user error (one line on stderr).
     """
-    args, trainer_args = parse(argv)
+    try:
+        args, trainer_args = parse(argv)
+    except UsageError as err:
+        print("trainer.vertex: error: %s" % err, file=sys.stderr)
+        return USER_ERROR
     display_name = args.display_name or "alexnet-%s-%s" % (
         args.strategy.replace("_", "-"),
         datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S"),
