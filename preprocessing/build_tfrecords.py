@@ -178,6 +178,8 @@ def _configure(args, beam_args):
         raise sources.UserError("--max_image_pixels must be >= 1. Received: %d" % args.max_image_pixels)
     if args.demo and (args.train_dir or args.val_dir or args.val_labels or args.synsets or args.devkit_classes):
         raise sources.UserError("--demo generates its own inputs; drop --train_dir/--val_dir/--val_labels/--synsets/--devkit_classes")
+    if args.demo and "://" in args.output_dir:
+        raise sources.UserError("--demo draws its images on this machine: give a local --output_dir. Received: %s" % args.output_dir)
     if not args.demo and not (args.train_dir or args.val_dir):
         raise sources.UserError("nothing to do: pass --train_dir and/or --val_dir (or --demo)")
 

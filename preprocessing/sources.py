@@ -37,10 +37,10 @@ class UserError(ValueError):
 
 
 def display_path(ref):
-    """`path` for files, `path!member` for tar members (as listed in rejects)."""
+    """`path` for files, `tar!member name` for tar members (as listed in rejects)."""
     if ref.offset is None:
         return ref.path
-    return "%s!%s" % (ref.path, ref.name if ref.klass is None else "%s/%s" % (ref.klass, ref.name))
+    return "%s!%s" % (ref.path, ref.name)
 
 
 def stem(name):

@@ -135,28 +135,42 @@ def test_tar_layouts_give_the_same_shards_as_folders(clean, tmp_path):
     assert sorted(p.name for p in clean["train_tar"].parent.iterdir()) == ["ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"]
 
 
-def test_corrupt_and_odd_tar_members_are_rejected(clean, tmp_path):
+def test_odd_and_damaged_tars_are_counted_and_listed(clean, tmp_path):
     train_tar = tmp_path / "train.tar"
-    data = clean["train_tar"].read_bytes()
-    # A flat image at the top of the train tar has no class; a symlink member
-    # is not a file; cut the tar inside the last inner tar (corrupt tail).
+    # A loose image at the top of a train tar has no class; a symlink member is
+    # not a file; a class tar ("all.tar") whose members are tars, not images,
+    # names an unknown class "all".
     with tarfile.open(train_tar, "w", format=tarfile.GNU_FORMAT) as tar:
         tar.add(clean["train_tar"], arcname="all.tar")
         tar.add(clean["val_dir"] / "ILSVRC2012_val_00000001.JPEG", arcname="loose.JPEG")
         link = tarfile.TarInfo("link.JPEG")
         link.type, link.linkname = tarfile.SYMTYPE, "loose.JPEG"
         tar.addfile(link)
-    assert data  # the inner "all.tar" is itself a tar of tars: its members are class tars, not images
+    # A val tar cut off inside the data of one of its members (an interrupted
+    # download): the members before it are kept, the cut one is rejected.
+    whole = clean["val_tar"].read_bytes()
+    with tarfile.open(clean["val_tar"]) as tar:
+        members = tar.getmembers()
+    cut = members[3].offset_data + members[3].size // 2
+    val_tar = tmp_path / "val.tar"
+    val_tar.write_bytes(whole[:cut])
     meta = _run(
-        tmp_path / "out", "--train_dir", train_tar, "--synsets", clean["synsets"], "--train_shards", 2,
+        tmp_path / "out", "--train_dir", train_tar, "--val_dir", val_tar, "--val_labels", clean["gt"],
+        "--devkit_classes", clean["devkit"], "--synsets", clean["synsets"], "--train_shards", 2, "--val_shards", 1,
         "--image_size", 32, "--max_reject_fraction", 1.0,
     )
-    reasons = {Path(p.split("!")[-1]).name: r for p, s, r in fx.read_rejects(tmp_path / "out")}
+    reasons = {p.split("!")[-1]: r for p, s, r in fx.read_rejects(tmp_path / "out")}
+    assert len(reasons) == 7
     assert reasons["loose.JPEG"] == "not in a class folder or class tar"
     assert reasons["link.JPEG"] == "not a regular file in the tar"
-    # all.tar is a class tar named "all" whose members are tars, not images.
-    assert all("class all is not in the class list" in reasons[n] for n in ("n01440764.tar", "n01443537.tar", "n01484850.tar"))
-    assert meta["inputs"]["train"] == 5 and meta["counts"]["train"] == 0
+    for name in ("n01440764.tar", "n01443537.tar", "n01484850.tar"):
+        assert reasons[name] == "class all is not in the class list"
+    assert reasons[members[3].name].startswith("unreadable (OSError: tar member cut short")
+    # The damage itself is one more listed input: tarfile stops at it.
+    assert reasons[str(val_tar)].startswith("corrupt tar (ReadError: unexpected end of data)")
+    assert meta["inputs"] == {"train": 5, "validation": 5} and meta["counts"] == {"train": 0, "validation": 3}
+    rows = [r for rows in fx.read_records(tmp_path / "out", schema.VALIDATION).values() for r in rows]
+    assert sorted(r[schema.FILENAME] for r in rows) == [m.name for m in members[:3]]
 
 
 def test_rerun_is_byte_identical_with_worker_processes(clean, tmp_path):

@@ -268,6 +268,7 @@ def small_set(tmp_path):
         (["--output_dir", "{out}", "--train_dir", "{in}/train", "--max_reject_fraction", "2"], "--max_reject_fraction must be in [0, 1]"),
         (["--output_dir", "{out}", "--trian_dir", "{in}/train"], "unknown flag(s): --trian_dir"),
         (["--output_dir", "{out}", "--demo", "--train_dir", "{in}/train"], "--demo generates its own inputs"),
+        (["--output_dir", "gs://bucket/demo", "--demo"], "give a local --output_dir"),
         (["--output_dir", "{in}/train", "--train_dir", "{in}/train"], "is not empty"),
     ],
 )
