@@ -374,12 +374,15 @@ def _ensure_demo_data(config, log):
     if config.demo_val_per_class:
         argv += ["--demo_val_per_class", str(config.demo_val_per_class)]
     log("demo data: building %s (python -m preprocessing.build_tfrecords %s)" % (config.data_dir, " ".join(argv)))
-    code = build_tfrecords.run(argv)
-    if code not in (None, 0) or schema.load_metadata(config.data_dir) is None:
-        raise RunError("building the demo data set in %s failed (exit code %r)" % (config.data_dir, code))
+    try:
+        build_tfrecords.run(argv)
+    except SystemExit as err:  # the builder's own user-error exit, after its message on stderr
+        raise RunError("building the demo data set in %s failed (exit code %s)" % (config.data_dir, err.code)) from err
+    if schema.load_metadata(config.data_dir) is None:
+        raise RunError("building the demo data set in %s wrote no %s" % (config.data_dir, schema.METADATA_FILE))
 
 
-def _check_config(config, model_dir, has_checkpoint, chief, log):
+def _check_config(config, model_dir, latest, chief, log):
     """Writes config.json, or compares it with the saved one when resuming."""
     saved = ckpt_lib.read_saved_config(model_dir)
     if saved is not None:
@@ -393,8 +396,8 @@ def _check_config(config, model_dir, has_checkpoint, chief, log):
                 )
             log("config changed on resume (allowed): %s" % text)
             if chief:
-                ckpt_lib.archive_config(model_dir, 0)
-    elif has_checkpoint and not config.allow_config_change:
+                ckpt_lib.archive_config(model_dir, ckpt_lib.step_of(latest) if latest else 0)
+    elif latest and not config.allow_config_change:
         raise RunError("%s has checkpoints but no config.json; cannot check the config. Use --allow_config_change to resume anyway." % model_dir)
     if chief:
         ckpt_lib.write_config(model_dir, config)
@@ -531,7 +534,7 @@ def _run(config, strategy, log, strategy_lib, summaries_lib):
         if not path:
             raise RunError("--eval_only found no checkpoint in %s. Train first or give --checkpoint." % checkpoint_dir)
     else:
-        _check_config(config, model_dir, latest is not None, chief, log)
+        _check_config(config, model_dir, latest, chief, log)
 
     write_ckpt_dir = strategy_lib.write_dir(checkpoint_dir, strategy)
     write_best_dir = strategy_lib.write_dir(os.path.join(model_dir, "best"), strategy)
