@@ -161,13 +161,14 @@ def run_keras(args):
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
     result = {
         "framework": "keras",
         "version": "TF %s / Keras %s" % (tf.__version__, keras.__version__),
         "onednn": onednn_enabled(),
         "jit_compile": args.jit_compile,
-        "threads": args.threads or "default",
+        "threads": "intra %s, inter %s" % (args.threads or "default", args.inter_op or "default"),
         "matmul": {
             "tf.linalg.matmul": tf_matmul_gflops(args.matmul_size, 1, args.repeats),
             "numpy": numpy_matmul_gflops(args.matmul_size, 1, args.repeats),
@@ -323,7 +324,7 @@ def variant_runs(settings):
     return [
         ("keras", "Keras, oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)", small, (), {"TF_ENABLE_ONEDNN_OPTS": "0"}),
         ("keras", "Keras, XLA (jit_compile=True)", small, ("--jit_compile",), {}),
-        ("keras", "Keras, 1 thread per pool", small, ("--threads", "1"), {}),
+        ("keras", "Keras, 1 inter-op thread (ops run one at a time, each on all cores)", small, ("--inter_op", "1"), {}),
         ("torch", "PyTorch, channels_last", small, ("--channels_last",), {}),
     ]
 
@@ -478,7 +479,8 @@ def main(argv=None):
     parser.add_argument("--matmul_size", type=int, default=MATMUL_SIZE)
     parser.add_argument("--jit_compile", action="store_true", help="Keras: compile the step with XLA")
     parser.add_argument("--channels_last", action="store_true", help="PyTorch: channels_last memory format")
-    parser.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: framework default)")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: framework default)")
+    parser.add_argument("--inter_op", type=int, default=0, help="Keras: TensorFlow inter-op threads (0: default)")
     args = parser.parse_args(argv)
     if args.image_size < 67 or args.repeats < 1 or args.steps < 1 or args.warmup < 0 or args.matmul_size < 1:
         parser.error("expected image_size >= 67, repeats >= 1, steps >= 1, warmup >= 0, matmul_size >= 1. Received: "
