@@ -148,3 +148,12 @@ def test_strategy_auto_and_default_on_one_cpu():
     assert isinstance(strategy_lib.make_strategy("one_device", None), tf.distribute.OneDeviceStrategy)
     with pytest.raises(strategy_lib.StrategyError, match="needs TF_CONFIG"):
         strategy_lib.make_strategy("multi_worker_mirrored", None)
+
+
+def test_histogram_buckets_match_a_hand_count():
+    import numpy as np
+
+    from trainer import summaries
+
+    t = summaries.histogram_tensor(np.array([[0.0, 1.0, 1.0, 2.0], [3.0, 3.0, 3.0, 4.0]]), buckets=4)
+    np.testing.assert_array_equal(t, [[0, 1, 1], [1, 2, 2], [2, 3, 1], [3, 4, 4]])

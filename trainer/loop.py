@@ -224,7 +224,7 @@ class Progress:
         return last_logged
 
 
-def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, summaries, log=print, sample_images=None):
+def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, summaries, log=print, sample_images=None, rgb_mean=None):
     """Trains to config.epochs, resuming from the trainer's restored state.
 
     Args:
@@ -237,6 +237,7 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
       summaries: trainer.summaries.Summaries.
       log: print-like function for progress lines.
       sample_images: optional (B, S, S, 3) augmented inputs for the TensorBoard image grid.
+      rgb_mean: the mean subtracted from those inputs (added back for display).
 
     Returns:
       dict with the final state: step, epoch, best_top1, last EpochResult (or None),
@@ -255,7 +256,7 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
     plateau = schedules.PlateauState(drops=int(state.lr_drops.numpy()), best_top1=float(state.best_top1.numpy()), bad_epochs=int(state.bad_epochs.numpy()))
     last_result = None
     if sample_images is not None and step == 0:
-        summaries.images(sample_images, step=0)
+        summaries.images(sample_images, rgb_mean, step=0)
     with _SigtermFlag() as sigterm:
         while epoch < config.epochs:
             epoch_end = (epoch + 1) * steps_per_epoch
@@ -571,7 +572,7 @@ def _run(config, strategy, log, strategy_lib, summaries_lib):
     if start_step == 0 and chief:
         summaries.hparams(config)
         sample = _sample_images(config, info, config.seed)
-    outcome = fit(trainer, config, train, validation, steps_per_epoch, managers, summaries, log=log, sample_images=sample)
+    outcome = fit(trainer, config, train, validation, steps_per_epoch, managers, summaries, log=log, sample_images=sample, rgb_mean=info.rgb_mean)
     if outcome["status"] == "preempted":
         _cleanup(strategy_lib, strategy, (write_ckpt_dir, write_best_dir, write_log_dir))
         return 143

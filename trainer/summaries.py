@@ -19,6 +19,8 @@ import tensorflow as tf
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hp
 
+from trainer import visualize
+
 TRAIN = "train"
 VALIDATION = "validation"
 
@@ -44,36 +46,6 @@ HPARAM_FIELDS = (
     "seed",
     "epochs",
 )
-
-
-def display_images(images, max_images=16):
-    """Rescales each (mean-subtracted, augmented) image to [0, 1] for display.
-
-    Args:
-      images: (B, S, S, 3) float images as the model sees them.
-      max_images: how many to keep.
-
-    Returns:
-      (min(B, max_images), S, S, 3) float32 in [0, 1].
-    """
-    images = tf.cast(images[:max_images], tf.float32)
-    low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
-    high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
-    return (images - low) / tf.maximum(high - low, 1e-6)
-
-
-def image_grid(images, columns=4):
-    """Tiles (N, S, S, 3) images in [0, 1] into one (1, rows*S, columns*S, 3) image."""
-    images = tf.convert_to_tensor(images)
-    n = int(images.shape[0])
-    rows = -(-n // columns)
-    pad = rows * columns - n
-    if pad:
-        images = tf.concat([images, tf.zeros([pad] + images.shape[1:].as_list(), images.dtype)], axis=0)
-    size = images.shape[1]
-    grid = tf.reshape(images, [rows, columns, size, size, 3])
-    grid = tf.transpose(grid, [0, 2, 1, 3, 4])
-    return tf.reshape(grid, [1, rows * size, columns * size, 3])
 
 
 def histogram_tensor(values, buckets=30):
@@ -121,27 +93,19 @@ class Summaries:
             for tag, value in values.items():
                 tf.summary.scalar(tag, float(value))
 
-    def images(self, images, step, tag="augmented_inputs"):
-        """A grid of augmented training inputs (trainer.visualize draws it when present)."""
+    def images(self, images, rgb_mean, step, tag="augmented_inputs"):
+        """A grid of augmented training inputs, drawn by trainer.visualize.make_grid.
+
+        Args:
+          images: (N, S, S, 3) float inputs as the model sees them.
+          rgb_mean: the mean the pipeline subtracted (added back for display), or None.
+          step: global step.
+        """
         if not self.enabled:
             return
-        grid = None
-        try:
-            from trainer import visualize  # written by another part of the project; optional here
-        except ImportError:
-            visualize = None
-        if visualize is not None and hasattr(visualize, "image_grid"):
-            try:
-                grid = visualize.image_grid(images)
-            except (TypeError, ValueError):
-                grid = None  # an incompatible signature: fall back to our own grid
-        if grid is None:
-            grid = image_grid(display_images(images))
-        grid = tf.convert_to_tensor(grid)
-        if grid.shape.rank == 3:
-            grid = grid[tf.newaxis]
+        grid = visualize.make_grid(keras.ops.convert_to_numpy(images), rgb_mean)
         with self.writer(TRAIN).as_default(step=step):
-            tf.summary.image(tag, tf.cast(grid, tf.float32), max_outputs=1)
+            tf.summary.image(tag, grid[np.newaxis], max_outputs=1)
 
     def histograms(self, model, step, buckets=30):
         """One histogram per weight (kernels and biases), e.g. conv1/kernel.
