@@ -172,6 +172,9 @@ def main(argv=None):
     text = INTRO + "\n" + machine_section(before, after, argv) + "\n## Results\n\n"
     if args.tiny:
         text += "**--tiny run: sizes shrunk to check the machinery; these figures say nothing about speed.**\n\n"
+    targets = target_rows(results)
+    if targets:
+        text += "### Targets of issue 8 measured in this run\n\n" + common.markdown_table(["target", "measured", ""], targets) + "\n"
     text += "\n".join(sections)
     # Write beside the target and rename: a crash never leaves a half-written report.
     with tempfile.NamedTemporaryFile("w", dir=output.parent, prefix=".benchmarks-", suffix=".md", delete=False,
@@ -230,7 +233,7 @@ def _generic_render(title, result):
     return "### %s\n\n%s" % (title, common.markdown_table(["figure", "value"], rows))
 
 
-def run_contributed_stage(stage, args, work_dir, log):
+def run_contributed_stage(stage, args, work_dir, results, log):
     """The preprocessing and input stages, measured by their own modules' `run_benchmark`."""
     module_name = {"preprocessing": "benchmarks.preprocessing", "input": "benchmarks.input_pipeline"}[stage]
     title = {"preprocessing": "Preprocessing (Beam job vs bare Pillow loop)",
@@ -251,7 +254,7 @@ def run_contributed_stage(stage, args, work_dir, log):
         log("preprocessing: %s" % what)
         stage_dir = work_dir / "preprocessing"
         stage_dir.mkdir(exist_ok=True)
-        result = module.run_benchmark(str(image_dir), str(stage_dir), repeats=args.repeats)
+        result = results["preprocessing"] = module.run_benchmark(str(image_dir), str(stage_dir), repeats=args.repeats)
         header = "Images: %s. Reproduce: %s\n\n" % (what, command)
         if {"bare_images_per_s", "job_images_per_s", "ratio_per_core", "cores"} <= set(result):
             return "### %s\n\n%s%s" % (title, header, render_preprocessing(result))
@@ -261,10 +264,10 @@ def run_contributed_stage(stage, args, work_dir, log):
                 else "generated photo-like 256x256 records")  # fmt: skip
         log("input: %s" % what)
         if args.tiny:
-            result = module.run_benchmark(None, batch_size=8, seconds=0.5, repeats=args.repeats, image_size=67,
+            result = results["input"] = module.run_benchmark(None, batch_size=8, seconds=0.5, repeats=args.repeats, image_size=67,
                                           num_images=64)  # fmt: skip
         else:
-            result = module.run_benchmark(None, batch_size=128, seconds=10.0, repeats=args.repeats,
+            result = results["input"] = module.run_benchmark(None, batch_size=128, seconds=10.0, repeats=args.repeats,
                                           jpeg_dir=jpeg_dir and str(jpeg_dir))  # fmt: skip
         header = "Records: %s. Reproduce: %s\n\n" % (what, command)
         if {"train", "decode_only", "train_over_decode_only"} <= set(result):
@@ -321,10 +324,57 @@ def render_input(result):
     return text
 
 
+def _verdict(value, target):
+    return "met" if value >= target else "**missed**"
+
+
+def target_rows(results):
+    """One row per target of the issue that this run measured: (target, measured, verdict)."""
+    rows = []
+    pre = results.get("preprocessing")
+    if pre and "ratio_per_core" in pre:
+        rows.append(["Beam job >= 0.8 of the bare Pillow loop, per core", "%.2f (%.2f without start-up)"
+                     % (pre["ratio_per_core"], pre.get("steady_ratio_per_core", float("nan"))),
+                     _verdict(pre["ratio_per_core"], 0.8)])  # fmt: skip
+    inp = results.get("input")
+    if inp and "train_over_decode_only" in inp:
+        per_core = inp["train"]["images_per_s_per_core"]["median"]
+        rows.append(["input, full augmentation >= 1,200 images/s per core", "%.0f" % per_core, _verdict(per_core, 1200)])
+        ratio = inp["train_over_decode_only"]
+        rows.append(["input, full augmentation >= 0.8 of decode-only", "%.2f" % ratio, _verdict(ratio, 0.8)])
+    train = results.get("train")
+    if train:
+        keras_run, torch_run, best = train["keras"], train["torch"], training_step.ceiling(train)
+        gflop = train["flops"]["estimate"] / 1e9
+        for batch in train["settings"]["batch_sizes"]:
+            k = keras_run.get("batches", {}).get(str(batch))
+            t = torch_run.get("batches", {}).get(str(batch))
+            if k and t:
+                ratio = k["median"] / t["median"]
+                rows.append(["Keras step >= 1.3x PyTorch, batch %d" % batch, "%.2fx" % ratio, _verdict(ratio, 1.3)])
+            elif k:
+                rows.append(["Keras step >= 1.3x PyTorch, batch %d" % batch, torch_run.get("unavailable") or
+                             "PyTorch run failed", "not measured"])  # fmt: skip
+            if k and best:
+                share = k["median"] * gflop / best[0]["median"]
+                rows.append(["Keras step >= 80%% of the float32 GEMM ceiling, batch %d" % batch, "%.0f%%" % (100 * share),
+                             _verdict(share, 0.8)])  # fmt: skip
+    e2e = results.get("end_to_end")
+    if e2e:
+        for run in e2e["runs"]:
+            name = "trainer.task >= 0.9 of the bare step, %s" % run["strategy"]
+            if "error" in run:
+                rows.append([name, "run failed", "not measured"])
+            else:
+                ratio = run["trainer"]["median"] / run["bare"]["median"]
+                rows.append([name, "%.2f" % ratio, _verdict(ratio, 0.9)])
+    return rows
+
+
 def run_stage(stage, args, work_dir, results, log):
     """Runs one stage and returns its markdown section; `results` collects raw results for later stages."""
     if stage in ("preprocessing", "input"):
-        return run_contributed_stage(stage, args, work_dir, log)
+        return run_contributed_stage(stage, args, work_dir, results, log)
     if stage == "train":
         results["train"] = training_step.run_stage(args.tiny, args.repeats, args.variants, log)
         return training_step.render(results["train"])

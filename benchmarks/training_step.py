@@ -168,6 +168,7 @@ def run_keras(args):
         "version": "TF %s / Keras %s" % (tf.__version__, keras.__version__),
         "onednn": onednn_enabled(),
         "jit_compile": args.jit_compile,
+        "lrn": not args.no_lrn,
         "threads": "intra %s, inter %s" % (args.threads or "default", args.inter_op or "default"),
         "matmul": {
             "tf.linalg.matmul": tf_matmul_gflops(args.matmul_size, 1, args.repeats),
@@ -177,7 +178,8 @@ def run_keras(args):
     }
     for batch_size in args.batch_sizes:
         keras.utils.clear_session()
-        model = compile_alexnet(build_alexnet(args.num_classes, image_size=args.image_size), args.jit_compile)
+        model = compile_alexnet(build_alexnet(args.num_classes, image_size=args.image_size, lrn=not args.no_lrn),
+                                args.jit_compile)  # fmt: skip
         result["batches"][str(batch_size)] = keras_step_rates(
             model, batch_size, args.image_size, args.num_classes, args.warmup, args.repeats, args.steps
         )
@@ -325,6 +327,7 @@ def variant_runs(settings):
         ("keras", "Keras, oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)", small, (), {"TF_ENABLE_ONEDNN_OPTS": "0"}),
         ("keras", "Keras, XLA (jit_compile=True)", small, ("--jit_compile",), {}),
         ("keras", "Keras, 1 inter-op thread (ops run one at a time, each on all cores)", small, ("--inter_op", "1"), {}),
+        ("keras", "Keras, without LRN (what the two LRN layers cost)", small, ("--no_lrn",), {}),
         ("torch", "PyTorch, channels_last", small, ("--channels_last",), {}),
     ]
 
@@ -478,6 +481,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=2, help="train steps per timed run")
     parser.add_argument("--matmul_size", type=int, default=MATMUL_SIZE)
     parser.add_argument("--jit_compile", action="store_true", help="Keras: compile the step with XLA")
+    parser.add_argument("--no_lrn", action="store_true", help="Keras: build_alexnet(lrn=False), to price the LRN layers")
     parser.add_argument("--channels_last", action="store_true", help="PyTorch: channels_last memory format")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: framework default)")
     parser.add_argument("--inter_op", type=int, default=0, help="Keras: TensorFlow inter-op threads (0: default)")

@@ -197,6 +197,9 @@ def test_tiny_run_writes_a_well_formed_report(tiny_report):
     assert train[1][2] == training_step.TORCH_MISSING
     assert train[1][3] == "n/a" and train[1][6:] == ["n/a", "n/a"]
     assert re.match(r"^\d+\.\d$", train[1][4]) and re.match(r"^\d+%$", train[1][5])
+    targets = {row[0]: row[1:] for row in next(t for t in tables if t[0][:2] == ["target", "measured"])[1:]}
+    assert targets["Keras step >= 1.3x PyTorch, batch 4"] == [training_step.TORCH_MISSING, "not measured"]
+    assert targets["Keras step >= 80% of the float32 GEMM ceiling, batch 4"][1] in ("met", "**missed**")
     gemm = next(t for t in tables if t[0] == ["GEMM", "size", "GFLOP/s"])
     assert {row[0].split(" ")[0] for row in gemm[1:]} == {"tf.linalg.matmul", "numpy"}
     assert all(STATS_CELL.match(row[2]) for row in gemm[1:])
