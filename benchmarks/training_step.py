@@ -4,8 +4,9 @@
     python -m benchmarks.training_step --worker --framework keras --batch_sizes 32,128
     python -m benchmarks.training_step --worker --framework torch --batch_sizes 32,128
 
-Both frameworks train the paper's single-tower network (LRN, overlapping pooling,
-dropout 0.5, 1000 classes, 227x227x3 inputs) with SGD momentum 0.9, lr 0.01,
+Both frameworks train, on the CPU (GPUs are the distribute stage's), the paper's
+single-tower network (LRN, overlapping pooling, dropout 0.5, 1000 classes,
+227x227x3 inputs) with SGD momentum 0.9, lr 0.01,
 coupled weight decay 5e-4 on the weights, one fixed random batch held in memory,
 so only the model step is timed. Each worker also times a large float32 matrix
 multiply (TensorFlow and numpy, or torch), the machine's practical float32
@@ -159,6 +160,8 @@ def run_keras(args):
 
     from model import build_alexnet  # pylint: disable=import-outside-toplevel
 
+    # A CPU-to-CPU comparison with the PyTorch CPU build: GPUs, if any, belong to the distribute stage.
+    tf.config.set_visible_devices([], "GPU")
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     if args.inter_op:
