@@ -183,8 +183,10 @@ def render(stage):
     rows = []
     for run in runs:
         c = run["config"]
-        placement = "1 %s" % c["device"].upper() if c["strategy"] == "one" else "mirrored, %d %s%s" % (
-            c["replicas"], "logical CPU devices" if c["device"] == "cpu" else "GPUs", "")
+        if c["strategy"] == "one":
+            placement = "1 %s" % c["device"].upper()
+        else:
+            placement = "mirrored, %d %s" % (c["replicas"], "logical CPU devices" if c["device"] == "cpu" else "GPUs")
         if "images_per_s" in run:
             cell = common.format_stats(run["images_per_s"])
             ratio = "%.2fx" % (run["images_per_s"]["median"] / reference) if reference else "n/a"
