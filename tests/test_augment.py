@@ -219,8 +219,10 @@ def test_finish_batch_is_flip_then_scale_noise_and_mean(mode, jit):
     images = RNG.integers(0, 256, (8, 4, 5, 3), dtype=np.uint8)
     labels = np.arange(8, dtype=np.int32)
     mean = (0.4, 0.45, 0.5)
-    kwargs = dict(flip=True, pca=True, eigenvalues=EIGENVALUES, eigenvectors=EIGENVECTORS, pca_stddev=0.1, rgb_mean=mean,
-                  jit_compile=jit)
+    kwargs = dict(
+        flip=True, pca=True, eigenvalues=EIGENVALUES, eigenvectors=EIGENVECTORS, pca_stddev=0.1, rgb_mean=mean,
+        jit_compile=jit,
+    )
     fn = lambda im, lb: augment.finish_batch(im, lb, SEED, **kwargs)  # noqa: E731
     out, out_labels = fn(images, labels) if mode == "eager" else _in_map(fn, tf.constant(images), tf.constant(labels))
     seeds = tf.random.experimental.stateless_split(SEED, 2)

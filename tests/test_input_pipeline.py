@@ -190,7 +190,8 @@ def test_ten_crop_evaluation(data):
 
 def test_decode_and_center_crop_matches_evaluation(data):
     directory, _, val = data
-    record = next(iter(tf.data.TFRecordDataset(schema.shard_glob(directory, "validation").replace("*-of-*", "00000-of-00002"))))
+    shard = os.path.join(directory, schema.shard_name("validation", 0, 2))
+    record = next(iter(tf.data.TFRecordDataset(shard)))
     encoded = tf.io.parse_single_example(record, schema.FEATURE_SPEC)[schema.ENCODED]
     got = input_pipeline.decode_and_center_crop(encoded, CROP, RGB_MEAN).numpy()
     assert got.shape == (CROP, CROP, 3) and got.dtype == np.float32
@@ -300,8 +301,11 @@ def test_tensorflow_imagenet_shards_with_label_offset(tmp_path):
         np.testing.assert_allclose(image, _center(val[label]) - np.float32(schema.IMAGENET_RGB_MEAN), atol=1e-6)
     # Forgetting the offset puts label 6 outside 6 classes: an error naming the record.
     wrong = input_pipeline.read_data_info(str(tmp_path), num_classes=6)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Label 6 \(stored 6 minus label_offset 0\) is outside \[0, 6\).*validation-00000-of-00001"):
-        _collect(input_pipeline.make_dataset(str(tmp_path), "validation", 6, training=False, image_size=CROP, info=wrong))
+    message = r"Label 6 \(stored 6 minus label_offset 0\) is outside \[0, 6\).*validation-00000-of-00001"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        _collect(
+            input_pipeline.make_dataset(str(tmp_path), "validation", 6, training=False, image_size=CROP, info=wrong)
+        )
 
 
 # --- corrupt input --------------------------------------------------------------------------
@@ -397,12 +401,16 @@ def test_multi_worker_input_sharding_reads_disjoint_files(data):
     directory, _, _ = data
     seen = []
     for worker in range(2):
-        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
+        context = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2
+        )
         files = input_pipeline.shard_files(input_pipeline.list_shards(directory, "train"), context)
         assert [os.path.basename(f) for f in files] == [
             schema.shard_name("train", i, TRAIN_SHARDS) for i in range(worker, TRAIN_SHARDS, 2)
         ]
-        ds = input_pipeline.make_dataset(directory, "train", 8, training=True, image_size=CROP, input_context=context, repeat=1, seed=0)
+        ds = input_pipeline.make_dataset(
+            directory, "train", 8, training=True, image_size=CROP, input_context=context, repeat=1, seed=0
+        )
         images, labels = _collect(ds)
         assert all(len(y) == 4 for y in labels)  # global batch 8 over 2 replicas
         labels = set(np.concatenate(labels).tolist())
@@ -427,8 +435,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from trainer import input_pipeline
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-ds = strategy.distribute_datasets_from_function(
-    lambda ctx: input_pipeline.make_dataset(sys.argv[1], "train", 8, training=True, image_size=67, input_context=ctx, seed=1))
+make = lambda ctx: input_pipeline.make_dataset(
+    sys.argv[1], "train", 8, training=True, image_size=67, input_context=ctx, seed=1)
+ds = strategy.distribute_datasets_from_function(make)
 steps = []
 for step, (images, labels) in zip(range(3), ds):
     steps.append({"image_shapes": [list(x.shape) for x in strategy.experimental_local_results(images)],
@@ -463,7 +472,8 @@ def test_visualize_writes_png_and_tensorboard_image(data, tmp_path, capsys):
     directory, _, _ = data
     png, logdir = tmp_path / "grid.png", tmp_path / "logs"
     code = visualize.main(
-        ["--data_dir", directory, "--output_png", str(png), "--logdir", str(logdir), "--num_images", "6", "--image_size", "67"]
+        ["--data_dir", directory, "--output_png", str(png), "--logdir", str(logdir),
+         "--num_images", "6", "--image_size", "67"]
     )
     assert code == 0
     assert "Wrote a grid of 6 augmented 67x67 examples" in capsys.readouterr().out
@@ -484,7 +494,9 @@ def test_visualize_writes_png_and_tensorboard_image(data, tmp_path, capsys):
 
 
 def test_visualize_user_error_exits_2(tmp_path, capsys):
-    code = visualize.main(["--data_dir", str(tmp_path), "--output_png", str(tmp_path / "g.png"), "--num_classes", "3"])
+    code = visualize.main(
+        ["--data_dir", str(tmp_path), "--output_png", str(tmp_path / "g.png"), "--num_classes", "3"]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No TFRecord shards match" in err and "Traceback" not in err
