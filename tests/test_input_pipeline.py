@@ -364,14 +364,14 @@ def test_corrupt_shard_skip_is_counted_and_logged(data, tmp_path, caplog, how, g
     assert any(os.path.basename(victim) in r.getMessage() for r in caplog.records)
 
 
-def _write_with_bad_jpeg(directory):
+def _write_with_bad_jpeg(directory, damage=lambda e: e[: len(e) // 2]):
     rng = np.random.default_rng(3)
     path = os.path.join(directory, schema.shard_name("validation", 0, 1))
     with tf.io.TFRecordWriter(path) as writer:
         for label in range(5):
             encoded = _encode(rng.integers(0, 256, STORED + (3,), dtype=np.uint8))
             if label == 2:
-                encoded = encoded[: len(encoded) // 2]  # a truncated JPEG inside an intact record
+                encoded = damage(encoded)  # default: a truncated JPEG inside an intact record
             example = schema.make_example(encoded, label, STORED[0], STORED[1], filename="photo_%d.JPEG" % label)
             writer.write(schema.serialize_example(example))
     return path
@@ -392,6 +392,23 @@ def test_corrupt_jpeg_is_an_error_or_a_counted_skip(tmp_path):
     _, labels = _collect(make(skipped))
     assert sorted(np.concatenate(labels)) == [0, 1, 3, 4]
     assert (skipped.shards, skipped.records) == (0, 1) and "photo_2.JPEG" in skipped.events[0]
+
+
+def test_jpeg_with_damaged_header_fails_or_is_skipped(tmp_path):
+    # Starts and ends like a JPEG, so it passes the completeness check, but its
+    # header is zeroed: decoding fails. Without skipping that is TensorFlow's own
+    # error (it names no file); with skipping, tf.data drops and logs it, uncounted.
+    _write_with_bad_jpeg(str(tmp_path), damage=lambda e: e[:3] + bytes(200) + e[203:])
+    info = input_pipeline.read_data_info(str(tmp_path), num_classes=5)
+    make = lambda skip: input_pipeline.make_dataset(  # noqa: E731
+        str(tmp_path), "validation", 2, training=False, image_size=CROP, info=info, skip_corrupt=skip
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Invalid JPEG data"):
+        _collect(make(False))
+    skipped = input_pipeline.SkippedRecords()
+    _, labels = _collect(make(skipped))
+    assert sorted(np.concatenate(labels)) == [0, 1, 3, 4]
+    assert (skipped.shards, skipped.records) == (0, 0)
 
 
 # --- distribution ---------------------------------------------------------------------------

@@ -374,6 +374,14 @@ def _finish(index, batch, seed, **kwargs):
     return augment.finish_batch(images, labels, tf.random.experimental.stateless_fold_in(seed, index), **kwargs)
 
 
+def _skip_undecodable(ds, skipped):
+    """When skipping, also drop images that pass the JPEG check but fail to decode
+    (a damaged header): tf.data logs each one; they are not in `skipped`'s counts."""
+    if skipped is None:
+        return ds
+    return ds.ignore_errors(log_warning=True)
+
+
 def make_dataset(
     data_dir,
     split,
@@ -498,6 +506,7 @@ def make_dataset(
             )),
             num_parallel_calls=AUTOTUNE,
         )
+        ds = _skip_undecodable(ds, skipped)
         # drop_remainder: every step has the same static batch shape, which
         # strategies and XLA need.
         ds = ds.batch(per_replica, drop_remainder=True)
@@ -515,6 +524,7 @@ def make_dataset(
     else:
         decode = functools.partial(_decode_eval, image_size=image_size, ten_crop=ten_crop, upscale=upscale)
         ds = ds.map(_plain(decode), num_parallel_calls=AUTOTUNE)
+        ds = _skip_undecodable(ds, skipped)
         # Keep the remainder: every validation example is counted once.
         ds = ds.batch(per_replica, drop_remainder=False)
         finish = functools.partial(
