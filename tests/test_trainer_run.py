@@ -86,6 +86,14 @@ def test_tensorboard_serves_runs_and_scalar_tags(finished_run):
         assert [row[1] for row in scalars] == [STEPS, 2 * STEPS]  # one point per epoch, at its global step
         assert "augmented_inputs" in _get(port, "/data/plugin/images/tags")["train"]
         assert "conv1/kernel" in _get(port, "/data/plugin/histograms/tags")["train"]
+        assert "train_step" in _get(port, "/data/plugin/graphs/info")["train"]["tags"]
+        request = urllib.request.Request(
+            "http://127.0.0.1:%d/data/plugin/hparams/experiment" % port,
+            data=json.dumps({"experimentName": ""}).encode(), headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            experiment = json.loads(r.read().decode("utf-8"))
+        assert {"batch_size", "learning_rate", "init", "lrn"} <= {h["name"] for h in experiment["hparamInfos"]}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
