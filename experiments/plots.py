@@ -3,6 +3,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: servers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_curves(path, curves, ylabel, title, target=None, xlabel="Epochs"):
@@ -31,6 +32,7 @@ def plot_curves(path, curves, ylabel, title, target=None, xlabel="Epochs"):
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.set_ylim(bottom=0.0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # a plot of failed runs has no curves to name
             ax.legend()
