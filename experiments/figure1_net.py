@@ -11,8 +11,8 @@ regularization of any kind was employed"):
     conv3 64@5x5 pad 2 -> act -> pool3 avg 3/2
     fc4 num_classes (logits)
 
-On 32x32 inputs the pooled maps are 16, 8 and 4 pixels wide (79,146 weights
-for 10 classes).
+On 32x32 inputs the pooled maps are 16, 8 and 4 pixels wide; 89,578
+parameters for 10 classes.
 """
 import keras
 from keras import layers

@@ -1,18 +1,18 @@
 """The paper's Figure 1: ReLU trains several times faster than tanh.
 
     python -m experiments.relu_vs_tanh --cifar cifar-10-python.tar.gz --output_dir runs/figure1
-    python -m experiments.relu_vs_tanh --data_dir demo_records --output_dir runs/figure1
+    python -m experiments.relu_vs_tanh --data_dir demo_data --output_dir runs/figure1
 
-Trains the four-layer network of `experiments.figure1_net` twice, with ReLU
-and with tanh, from the same initial weights, with the same learning rate,
-batch order and budget, and reports how many epochs each takes to reach the
-target training error (25% in the paper, where ReLU got there six times
-sooner). Writes into --output_dir:
+Trains the four-layer network of `experiments.figure1_net` with ReLU and with
+tanh, for each of --repeats seeds from the same initial weights, with the same
+learning rate, batch order and budget, and reports how many epochs each takes
+to reach the target training error (25% in the paper, where ReLU got there six
+times sooner), per seed and as the median over seeds. Writes into --output_dir:
 
-    report.md      the table, the ratio and the setting
+    report.md      the tables, the ratios and the setting
     results.json   the same figures and the per-epoch curves
     figure1.png    training error per epoch (solid ReLU, dashed tanh)
-    logs/          TensorBoard: one run per activation, with HParams
+    logs/          TensorBoard: one run per activation and seed, with HParams
 
 Data: --cifar (the python archive or its folder); else --data_dir (TFRecords of
 preprocessing.build_tfrecords, the demo set included, shrunk to 32x32); else
