@@ -398,6 +398,8 @@ def test_dockerfile_builds_from_setup_py_on_a_tf_2_21_gpu_base():
     assert froms == ["${BASE_IMAGE} AS wheel", "${BASE_IMAGE}"]  # two stages, the last is the runtime
     entrypoints = [rest for word, rest in instructions if word == "ENTRYPOINT"]
     assert [json.loads(e) for e in entrypoints] == [["python", "-m", "trainer.task"]]
+    task = (REPO / "trainer" / "task.py").read_text()  # the entry point module exists and runs main()
+    assert "def main(argv=None)" in task and 'if __name__ == "__main__":' in task
 
     copies = [rest.split() for word, rest in instructions if word == "COPY"]
     local = [c for c in copies if not c[0].startswith("--from")]
