@@ -3,6 +3,7 @@
 The signal tests run `python -m trainer.task` as a real child process and
 signal it once its first step checkpoint is on disk.
 """
+import json
 import signal
 import subprocess
 import time
@@ -73,9 +74,16 @@ def test_sigkill_mid_epoch_resumes_sigterm_saves_and_the_rerun_completes(data, t
     assert kill_step < seen <= term_step < total
     assert "SIGTERM received: saved checkpoint %s at step %d;" % (tf.train.latest_checkpoint(str(ckpt_dir)), term_step) in out
 
-    # 3. Rerunning the same command continues at the SIGTERM checkpoint (not at 0) and completes.
-    assert task.main([str(a) for a in _args(data, model_dir)]) == 0
+    # 3. Rerunning continues at the SIGTERM checkpoint (not at 0) and completes; here with a
+    #    lower learning rate, which a resumed run accepts only with --allow_config_change.
+    capsys.readouterr()
+    assert task.main([str(a) for a in _args(data, model_dir, "--learning_rate", "0.005")]) == 2
+    assert "learning_rate: saved 0.01, now 0.005" in capsys.readouterr().err
+    assert task.main([str(a) for a in _args(data, model_dir, "--learning_rate", "0.005", "--allow_config_change")]) == 0
     out = capsys.readouterr().out
+    assert "config changed on resume (allowed): learning_rate: saved 0.01, now 0.005" in out
+    assert json.loads((model_dir / ("config-before-step-%d.json" % term_step)).read_text())["learning_rate"] == 0.01
+    assert json.loads((model_dir / "config.json").read_text())["learning_rate"] == 0.005
     assert "at step %d (epoch %d completed)" % (term_step, term_step // STEPS) in out
     assert "epoch 1/2: %d steps\n" % STEPS not in out
     assert "trained 2 epochs (%d steps)" % total in out.strip().splitlines()[-1]

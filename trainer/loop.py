@@ -384,7 +384,13 @@ def _ensure_demo_data(config, log):
 
 
 def _check_config(config, model_dir, latest, chief, log):
-    """Writes config.json, or compares it with the saved one when resuming."""
+    """Writes config.json, or compares it with the saved one when resuming.
+
+    Only the chief reads and writes it: another worker could read the file
+    while the chief is writing it.
+    """
+    if not chief:
+        return
     saved = ckpt_lib.read_saved_config(model_dir)
     if saved is not None:
         diffs = config_lib.config_differences(saved, config)
@@ -396,12 +402,10 @@ def _check_config(config, model_dir, latest, chief, log):
                     "or --allow_config_change to continue anyway." % (model_dir, text)
                 )
             log("config changed on resume (allowed): %s" % text)
-            if chief:
-                ckpt_lib.archive_config(model_dir, ckpt_lib.step_of(latest) if latest else 0)
+            ckpt_lib.archive_config(model_dir, ckpt_lib.step_of(latest) if latest else 0)
     elif latest and not config.allow_config_change:
         raise RunError("%s has checkpoints but no config.json; cannot check the config. Use --allow_config_change to resume anyway." % model_dir)
-    if chief:
-        ckpt_lib.write_config(model_dir, config)
+    ckpt_lib.write_config(model_dir, config)
 
 
 def _data_info(config):
