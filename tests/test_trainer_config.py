@@ -157,3 +157,10 @@ def test_histogram_buckets_match_a_hand_count():
 
     t = summaries.histogram_tensor(np.array([[0.0, 1.0, 1.0, 2.0], [3.0, 3.0, 3.0, 4.0]]), buckets=4)
     np.testing.assert_array_equal(t, [[0, 1, 1], [1, 2, 2], [2, 3, 1], [3, 4, 4]])
+
+
+def test_help_returns_0_and_lists_the_flags(capsys):
+    assert task.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--data_dir", "--strategy", "--cpu_replicas", "--mixed_precision", "--eval_only", "--demo", "--debug_nan_at_step"):
+        assert flag in out

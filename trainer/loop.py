@@ -520,6 +520,7 @@ def run(config, tf_config=None, log=None):
 
 
 def _run(config, strategy, log, strategy_lib, summaries_lib):
+    started = time.time()
     chief = strategy_lib.is_chief(strategy)
     if config.demo and chief:
         _ensure_demo_data(config, log)
@@ -605,6 +606,7 @@ def _run(config, strategy, log, strategy_lib, summaries_lib):
     )
     if "ten_view" in results:
         line += ", 10 views top-1 %.4f top-5 %.4f" % (results["ten_view"]["top1"], results["ten_view"]["top5"])
+    line += "; %.0f s" % (time.time() - started)
     if config.demo:
         log("TensorBoard logs are in %s; open them with: tensorboard --logdir %s" % (config.resolved_log_dir, config.resolved_log_dir))
     print(line, flush=True)

@@ -208,6 +208,8 @@ def main(argv=None):
     except UsageError as err:
         print("python -m trainer.task: error: %s" % err, file=sys.stderr)
         return EXIT_USAGE
+    except SystemExit as done:  # --help printed its text
+        return int(done.code or 0)
     # Imported after parsing: the training stack is only needed once the flags are valid.
     from trainer import loop
 
