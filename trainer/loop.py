@@ -268,6 +268,8 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
             last_logged = done_in_epoch
             start = time.time()
             first_call = True
+            # Set before the loop too: a run resumed exactly at an epoch's end runs no step of it.
+            lr = schedules.learning_rate_at(step, steps_per_epoch, peak_lr, config.warmup_epochs, drops)
             while step < epoch_end:
                 n = min(config.steps_per_call, epoch_end - step)
                 if profile and profile[0] - 1 <= step < profile[1]:
