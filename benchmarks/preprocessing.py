@@ -18,6 +18,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -70,15 +71,26 @@ def bare_loop(files, image_size=IMAGE_SIZE, quality=QUALITY):
     return time.perf_counter() - start
 
 
+def _cpu_seconds():
+    """CPU time (user + system) of this process and of its finished children
+    (the job's worker processes are waited for when the pipeline ends)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _job(image_dir, out, runner_flags, shards):
+    """Runs the job; returns (wall seconds, CPU seconds, examples written)."""
     argv = ["--train_dir", str(image_dir), "--output_dir", str(out), "--overwrite", "--train_shards", str(shards),
             "--image_size", str(IMAGE_SIZE), "--jpeg_quality", str(QUALITY), *runner_flags]
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     meta = build_tfrecords.run(argv)
     seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu
     if meta["rgb"] is None or meta["counts"]["train"] + meta["rejected"]["train"] != meta["inputs"]["train"]:
         raise RuntimeError("the job's counts do not reconcile: %r" % meta)
-    return seconds, meta["counts"]["train"]
+    return seconds, cpu, meta["counts"]["train"]
 
 
 # Below this many images only the one-worker job is measured by default: the
@@ -136,16 +148,22 @@ def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
         raise ValueError("run_benchmark expected modes from %s. Received: %r" % (sorted(configs), modes))
     configs = {name: configs[name] for name in modes}
     bare_loop(files)  # warm-up: file cache, Pillow's plugins
-    bare = []
-    runs = {name: {"full": [], "startup": []} for name in configs}
+    bare, bare_cpu = [], []
+    runs = {name: {"full": [], "cpu": [], "startup": [], "startup_cpu": []} for name in configs}
     written = None
     for _ in range(repeats):
+        cpu = time.process_time()
         bare.append(len(files) / bare_loop(files))
+        bare_cpu.append(len(files) / (time.process_time() - cpu))
         for name, (_, flags) in configs.items():
-            seconds, written = _job(image_dir, work / name, flags, shards)
+            seconds, cpu, written = _job(image_dir, work / name, flags, shards)
             runs[name]["full"].append(seconds)
-            runs[name]["startup"].append(_job(small, work / (name + "_startup"), flags, shards)[0])
+            runs[name]["cpu"].append(cpu)
+            seconds, cpu, _ = _job(small, work / (name + "_startup"), flags, shards)
+            runs[name]["startup"].append(seconds)
+            runs[name]["startup_cpu"].append(cpu)
     bare_stats = _stats(bare)
+    bare_cpu_stats = _stats(bare_cpu)
     result = {
         "images": len(files),
         "written": written,
@@ -153,6 +171,9 @@ def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
         "image_size": IMAGE_SIZE,
         "default_mode": "processes" if len(files) >= build_tfrecords.PROCESSES_FROM_IMAGES else "one_worker",
         "bare_images_per_s": bare_stats,
+        # Images per CPU-second hold up on a loaded machine, where wall-clock
+        # rates depend on what else runs.
+        "bare_images_per_cpu_s": bare_cpu_stats,
     }
     for name, (workers, _) in configs.items():
         rate = _stats([written / s for s in runs[name]["full"]])
@@ -165,7 +186,13 @@ def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
             "ratio_per_core": rate["median"] / workers / bare_stats["median"],
             "startup_s": startup,
             "steady_ratio_per_core": (statistics.median(steady) / workers / bare_stats["median"]) if steady else None,
+            "images_per_cpu_s": _stats([written / c for c in runs[name]["cpu"]]),
+            "startup_cpu_s": _stats(runs[name]["startup_cpu"]),
         }
+        per_cpu = [written / (c - result[name]["startup_cpu_s"]["median"]) for c in runs[name]["cpu"]
+                   if c > result[name]["startup_cpu_s"]["median"]]
+        result[name]["cpu_ratio"] = result[name]["images_per_cpu_s"]["median"] / bare_cpu_stats["median"]
+        result[name]["steady_cpu_ratio"] = statistics.median(per_cpu) / bare_cpu_stats["median"] if per_cpu else None
     shown = result["default_mode"] if result["default_mode"] in configs else next(iter(configs))
     result["job_images_per_s"] = result[shown]["images_per_s"]
     result["ratio_per_core"] = result[shown]["ratio_per_core"]
@@ -176,17 +203,19 @@ def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
 def render(result):
     """The result as a markdown table (for BENCHMARKS.md)."""
     f = lambda st: "%.1f (%.1f-%.1f)" % (st["median"], st["min"], st["max"])  # noqa: E731
-    rows = ["| what | workers | images/s | images/s per core | ratio per core to the bare loop | start-up s | ratio per core without start-up |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-            "| bare Pillow decode+resize+encode loop | 1 | %s | %s | 1.00 | - | - |"
-            % (f(result["bare_images_per_s"]), f(result["bare_images_per_s"]))]
+    rows = ["| what | workers | images/s | images/s per core | ratio per core to the bare loop | start-up s | ratio per core without start-up | images per CPU-second | CPU ratio without start-up |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| bare Pillow decode+resize+encode loop | 1 | %s | %s | 1.00 | - | - | %s | 1.00 |"
+            % (f(result["bare_images_per_s"]), f(result["bare_images_per_s"]), f(result["bare_images_per_cpu_s"]))]
     for name, title in (("one_worker", "the job, one in-process worker"), ("processes", "the job, one worker process per core")):
         if name not in result:
             continue
         r = result[name]
         steady = "n/a" if r["steady_ratio_per_core"] is None else "%.2f" % r["steady_ratio_per_core"]
-        rows.append("| %s | %d | %s | %s | %.2f | %s | %s |" % (
-            title, r["workers"], f(r["images_per_s"]), f(r["images_per_s_per_core"]), r["ratio_per_core"], f(r["startup_s"]), steady))
+        steady_cpu = "n/a" if r["steady_cpu_ratio"] is None else "%.2f" % r["steady_cpu_ratio"]
+        rows.append("| %s | %d | %s | %s | %.2f | %s | %s | %s | %s |" % (
+            title, r["workers"], f(r["images_per_s"]), f(r["images_per_s_per_core"]), r["ratio_per_core"], f(r["startup_s"]), steady,
+            f(r["images_per_cpu_s"]), steady_cpu))
     note = ("\n%d images, %d usable cores, output %dx%d, PCA included. The job's default for this many images: %s. "
             "Start-up = the same job on one image per class.\n"
             % (result["images"], result["cores"], IMAGE_SIZE, IMAGE_SIZE, result["default_mode"]))
@@ -220,11 +249,16 @@ def _format(result):
             continue
         r = result[name]
         steady = "n/a" if r["steady_ratio_per_core"] is None else "%.2f" % r["steady_ratio_per_core"]
+        steady_cpu = "n/a" if r["steady_cpu_ratio"] is None else "%.2f" % r["steady_cpu_ratio"]
         lines.append(
             "job, %s (%d worker%s): %s images/s = %s per core; ratio per core %.2f; start-up %s s; "
             "ratio per core without start-up %s"
             % (name, r["workers"], "s" if r["workers"] > 1 else "", f(r["images_per_s"]), f(r["images_per_s_per_core"]),
                r["ratio_per_core"], f(r["startup_s"]), steady)
+        )
+        lines.append(
+            "    CPU: %s images per CPU-second (bare loop %s); ratio %.2f; start-up %s CPU-s; ratio without start-up %s"
+            % (f(r["images_per_cpu_s"]), f(result["bare_images_per_cpu_s"]), r["cpu_ratio"], f(r["startup_cpu_s"]), steady_cpu)
         )
     return "\n".join(lines)
 

@@ -31,7 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options
 
-from preprocessing import demo, images, pipeline, schema, shards, sources
+from preprocessing import demo, images, pipeline, schema, shards, sources, stats
 
 _PROG = "build_tfrecords"
 DEFAULT_TRAIN_SHARDS, DEFAULT_VAL_SHARDS = 1024, 128  # the TensorFlow ImageNet shard counts
@@ -78,6 +78,10 @@ def _parser():
     parser.add_argument(
         "--max_reject_fraction", type=float, default=0.1,
         help="fail (no metadata.json) when a split rejects more than this fraction of its inputs",
+    )
+    parser.add_argument(
+        "--stats_stride", type=int, default=stats.DEFAULT_STRIDE,
+        help="RGB statistics over every Nth row and column of each stored training image (1 = every pixel)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace this job's files in a non-empty --output_dir")
     parser.add_argument("--demo", action="store_true", help="generate the synthetic demo set into OUTPUT/%s and convert it" % DEMO_SOURCE)
@@ -164,7 +168,7 @@ def _configure(args, beam_args):
     _check_beam_flags(beam_args)
     if not args.output_dir:
         raise sources.UserError("--output_dir is required")
-    for flag in ("train_shards", "val_shards", "demo_train_per_class", "demo_val_per_class"):
+    for flag in ("train_shards", "val_shards", "demo_train_per_class", "demo_val_per_class", "stats_stride"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise sources.UserError("--%s must be >= 1. Received: %d" % (flag, value))
@@ -235,6 +239,7 @@ def _configure(args, beam_args):
         jpeg_quality=args.jpeg_quality,
         max_pixels=args.max_image_pixels,
         max_reject_fraction=args.max_reject_fraction,
+        stats_stride=args.stats_stride,
         options=options,
     )
 

@@ -49,6 +49,7 @@ class JobConfig:
     jpeg_quality: int = images.DEFAULT_JPEG_QUALITY
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     max_reject_fraction: float = 0.1
+    stats_stride: int = stats.DEFAULT_STRIDE
     options: dict = dataclasses.field(default_factory=dict)
 
     def num_shards(self, split):
@@ -200,7 +201,7 @@ class WriteShard(beam.DoFn):
                     written += 1
                     _Progress.tick(False)
                     if split == schema.TRAIN:
-                        yield beam.pvalue.TaggedOutput("moments", stats.pixel_moments(pixels))
+                        yield beam.pvalue.TaggedOutput("moments", stats.pixel_moments(pixels, cfg.stats_stride))
         finally:
             reader.close()
         self._written[split].inc(written)
@@ -277,7 +278,7 @@ class Finalize(beam.DoFn):
             "inputs": {s: found[s] for s in schema.SPLITS},
             "labels_without_images": {schema.VALIDATION: len(unmatched)},
             "rejects_file": shards.REJECTS_FILE,
-            "rgb": stats.rgb_statistics(moments),
+            "rgb": stats.rgb_statistics(moments, cfg.stats_stride),
             "options": cfg.options,
         }
         data = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
@@ -343,6 +344,9 @@ def build(p, cfg):
         unmatched.append(joined.unmatched)
 
     all_refs = listed_refs | "Refs" >> beam.Flatten()
+    # The DoFns below do not need the labels (50,000 entries for ImageNet):
+    # leave them out of what gets pickled into the job graph.
+    lean = dataclasses.replace(cfg, val_labels=None)
     if cfg.synsets is not None:
         classes = p | "ClassList" >> beam.Create([tuple(cfg.synsets)])
     else:
@@ -372,7 +376,7 @@ def build(p, cfg):
         (keyed.ref, placeholders)
         | "WithPlaceholders" >> beam.Flatten()
         | "GroupByShard" >> beam.GroupByKey()
-        | "WriteShard" >> beam.ParDo(WriteShard(cfg), class_list).with_outputs("moments", "reject", main="summary")
+        | "WriteShard" >> beam.ParDo(WriteShard(lean), class_list).with_outputs("moments", "reject", main="summary")
     )
     rejects.append(written.reject)
     moments = written.moments | "RgbMoments" >> beam.CombineGlobally(stats.RgbMomentsCombineFn())
@@ -388,7 +392,7 @@ def build(p, cfg):
         p
         | "Finish" >> beam.Create([None])
         | "Finalize" >> beam.ParDo(
-            Finalize(cfg),
+            Finalize(lean),
             summaries=beam.pvalue.AsList(written.summary),
             rejects=beam.pvalue.AsSingleton(all_rejects),
             moments=beam.pvalue.AsSingleton(moments),

@@ -97,15 +97,18 @@ def test_every_bad_input_is_listed_with_its_reason(messy):
 
 
 def test_pca_statistics_equal_numpy_on_the_same_pixels(messy):
+    stride = messy["meta"]["options"]["stats_stride"]
+    assert stride == 2  # the default: every 2nd row and column
     pixels = []
     for name, synset in messy["written"][schema.TRAIN].items():
         data = (messy["train_dir"] / synset / name).read_bytes()
-        pixels.append(images.process_image(data, 40)[3].reshape(-1, 3))
+        pixels.append(images.process_image(data, 40)[3][::stride, ::stride].reshape(-1, 3))
     x = np.concatenate(pixels).astype(np.float64) / 255.0
     cov = np.cov(x, rowvar=False, bias=True)
     values, vectors = np.linalg.eigh(cov)
     rgb = messy["meta"]["rgb"]
-    assert rgb["pixel_scale"] == "[0, 1]" and rgb["pixels"] == x.shape[0] and "every pixel" in rgb["sampling"]
+    assert rgb["pixel_scale"] == "[0, 1]" and rgb["pixels"] == x.shape[0] == 18 * 20 * 20
+    assert rgb["sampling"].startswith("every 2nd row and column (1/4 of the pixels")
     np.testing.assert_allclose(rgb["mean"], x.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(rgb["std"], x.std(axis=0), rtol=1e-10)
     np.testing.assert_allclose(rgb["covariance"], cov, rtol=1e-10, atol=1e-14)
@@ -229,8 +232,9 @@ def test_guard_fails_the_job_when_far_too_much_is_rejected(clean, tmp_path, caps
 
 
 def test_keep_size_stores_original_bytes_of_rgb_jpegs(clean, tmp_path):
-    meta = _run(tmp_path / "out", "--train_dir", clean["train_dir"], "--train_shards", 1, "--keep_size")
+    meta = _run(tmp_path / "out", "--train_dir", clean["train_dir"], "--train_shards", 1, "--keep_size", "--stats_stride", 1)
     assert meta["image_size"] is None
+    assert meta["rgb"]["sampling"].startswith("every pixel")
     rows = fx.read_records(tmp_path / "out", schema.TRAIN)["train-00000-of-00001"]
     assert len(rows) == 15 and meta["num_classes"] == 3  # classes = sorted train folders
     for row in rows:
@@ -238,6 +242,7 @@ def test_keep_size_stores_original_bytes_of_rgb_jpegs(clean, tmp_path):
         assert row["pixels"].shape == (row[schema.HEIGHT], row[schema.WIDTH], 3)
         if row[schema.FILENAME].endswith(("_0.JPEG", "_3.JPEG")):  # the RGB ones
             assert row[schema.ENCODED] == source
+    assert meta["rgb"]["pixels"] == sum(int(r[schema.HEIGHT] * r[schema.WIDTH]) for r in rows)
 
 
 def test_demo_generates_and_converts_a_deterministic_set(tmp_path):
@@ -297,3 +302,14 @@ def test_real_imagenet_sample_with_devkit_labels_and_quirk_files(tmp_path):
     rgb = meta["rgb"]
     assert 0.15 < rgb["eigenvalues"][0] < 0.26 and 0.01 < rgb["eigenvalues"][1] < 0.03 and 0.002 < rgb["eigenvalues"][2] < 0.008
     assert np.dot(rgb["eigenvectors"][0], schema.IMAGENET_EIGENVECTORS[0]) > 0.99
+
+
+def test_imagenette_style_class_folders_for_both_splits(clean, tmp_path):
+    # val/ in class folders needs no label file; classes = sorted train folders.
+    meta = _run(tmp_path / "out", "--train_dir", clean["train_dir"], "--val_dir", clean["train_dir"],
+                "--train_shards", 2, "--val_shards", 2, "--image_size", 32)
+    assert meta["synsets"] == fx.TRAIN_CLASSES and meta["counts"] == {"train": 15, "validation": 15}
+    rows = [r for rows in fx.read_records(tmp_path / "out", schema.VALIDATION).values() for r in rows]
+    for row in rows:
+        assert row[schema.SYNSET] == clean["expected"][schema.TRAIN][row[schema.FILENAME]]
+        assert row[schema.LABEL] == fx.TRAIN_CLASSES.index(row[schema.SYNSET])

@@ -121,6 +121,14 @@ def test_rgb_combinefn_in_a_pipeline_equals_numpy():
         assert_that(result, check)
 
 
+def test_stride_takes_a_regular_grid_of_pixels():
+    a = np.random.default_rng(5).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    count, sums, gram = stats.pixel_moments(a, stride=2)
+    x = a[::2, ::2].reshape(-1, 3).astype(np.int64)
+    assert count == 4 * 3 and (sums == x.sum(axis=0)).all() and (gram == x.T @ x).all()
+    assert stats.sampling(1).startswith("every pixel of every training image")
+
+
 def test_merge_order_does_not_change_the_result():
     rng = np.random.default_rng(4)
     moments = [stats.pixel_moments(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)) for _ in range(10)]
@@ -264,6 +272,7 @@ def small_set(tmp_path):
         (["--output_dir", "{out}", "--train_dir", "{in}/train", "--image_size", "-1"], "--image_size must be >= 0"),
         (["--output_dir", "{out}", "--train_dir", "{in}/train", "--image_size", "big"], "invalid int value: 'big'"),
         (["--output_dir", "{out}", "--train_dir", "{in}/train", "--train_shards", "0"], "--train_shards must be >= 1"),
+        (["--output_dir", "{out}", "--train_dir", "{in}/train", "--stats_stride", "0"], "--stats_stride must be >= 1"),
         (["--output_dir", "{out}", "--train_dir", "{in}/train", "--jpeg_quality", "101"], "--jpeg_quality must be in 1..100"),
         (["--output_dir", "{out}", "--train_dir", "{in}/train", "--max_reject_fraction", "2"], "--max_reject_fraction must be in [0, 1]"),
         (["--output_dir", "{out}", "--trian_dir", "{in}/train"], "unknown flag(s): --trian_dir"),
