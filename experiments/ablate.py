@@ -27,6 +27,8 @@ import shutil
 import sys
 import time
 
+from experiments.cli import Parser, UsageError, fraction, positive_int
+
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "ablate")
 REPORT = "report.md"
 RESULTS = "results.json"
@@ -104,24 +106,6 @@ class Config:
     overwrite: bool = False
 
 
-class UsageError(Exception):
-    """A user mistake: reported as one line on stderr with exit code 2."""
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected an int >= 1. Received: %s" % text)
-    return value
-
-
-def _fraction(text):
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError("expected a number in (0, 1). Received: %s" % text)
-    return value
-
-
 def _variant_list(text):
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in VARIANT_NAMES]
@@ -142,7 +126,7 @@ def parse_args(argv):
         cut = argv.index("--")
         argv, trainer_flags = argv[:cut], tuple(argv[cut + 1 :])
     d = Config()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m experiments.ablate",
         description="AlexNet ablations: one paper feature switched off at a time, each trained by trainer.task.",
         epilog="Arguments after -- are passed to every trainer run (e.g. -- --val_steps 10).",
@@ -152,14 +136,14 @@ def parse_args(argv):
     p.add_argument(
         "--variants", type=_variant_list, default=d.variants, help="comma-separated subset of %s" % ",".join(VARIANT_NAMES)
     )
-    p.add_argument("--epochs", type=_positive_int, help="epochs per variant (default %d)" % d.epochs)
-    p.add_argument("--steps_per_epoch", type=_positive_int, help="default: one pass over the training set")
-    p.add_argument("--batch_size", type=_positive_int, help="global batch (default %d)" % d.batch_size)
-    p.add_argument("--image_size", type=_positive_int, help="crop side (default %d)" % d.image_size)
+    p.add_argument("--epochs", type=positive_int, help="epochs per variant (default %d)" % d.epochs)
+    p.add_argument("--steps_per_epoch", type=positive_int, help="default: one pass over the training set")
+    p.add_argument("--batch_size", type=positive_int, help="global batch (default %d)" % d.batch_size)
+    p.add_argument("--image_size", type=positive_int, help="crop side (default %d)" % d.image_size)
     p.add_argument("--learning_rate", type=float, default=d.learning_rate, help="default %(default)s")
     p.add_argument("--init", choices=("paper", "he"), default=d.init, help="default %(default)s")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--target_error", type=_fraction, default=d.target_error, help="training top-1 error (default %(default)s)")
+    p.add_argument("--target_error", type=fraction, default=d.target_error, help="training top-1 error (default %(default)s)")
     p.add_argument(
         "--discard_checkpoints",
         action="store_true",
@@ -472,9 +456,6 @@ def main(argv=None, train=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         config = parse_args(argv)
-    except SystemExit as err:  # argparse already printed its usage error
-        return int(err.code or 0)
-    try:
         _prepare_output_dir(config)
         _write_experiment_config(config)
         results = run_experiment(config, train)

@@ -18,7 +18,6 @@ Data: --cifar (the python archive or its folder); else --data_dir (TFRecords of
 preprocessing.build_tfrecords, the demo set included, shrunk to 32x32); else
 Keras's CIFAR-10 download, where the machine can reach the internet.
 """
-import argparse
 import dataclasses
 import json
 import os
@@ -26,6 +25,8 @@ import sys
 import time
 
 import numpy as np
+
+from experiments.cli import Parser, UsageError, fraction, positive_float, positive_int
 
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "relu_vs_tanh")
 ACTIVATIONS = ("relu", "tanh")
@@ -63,37 +64,12 @@ class Config:
     overwrite: bool = False
 
 
-class UsageError(Exception):
-    """A user mistake: reported as one line on stderr with exit code 2."""
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected an int >= 1. Received: %s" % text)
-    return value
-
-
-def _positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("expected a number > 0. Received: %s" % text)
-    return value
-
-
-def _fraction(text):
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError("expected a number in (0, 1). Received: %s" % text)
-    return value
-
-
 def parse_args(argv):
     """Parses flags strictly into a Config (a mistyped flag is an error)."""
     from experiments.figure1_net import INITS
 
     d = Config()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m experiments.relu_vs_tanh",
         description="ReLU vs tanh training speed on the paper's Figure 1 network (a four-layer CNN).",
     )
@@ -101,17 +77,17 @@ def parse_args(argv):
     data.add_argument("--cifar", help="cifar-10-python.tar.gz or its extracted folder")
     data.add_argument("--data_dir", help="TFRecords made by preprocessing.build_tfrecords (e.g. the demo set)")
     p.add_argument("--output_dir", default=d.output_dir, help="where report, figure and logs go (default %(default)s)")
-    p.add_argument("--epochs", type=_positive_int, help="most epochs per run (default %d)" % d.epochs)
-    p.add_argument("--max_minutes", type=_positive_float, help="budget for both runs (default %g)" % d.max_minutes)
-    p.add_argument("--target_error", type=_fraction, default=d.target_error, help="training error to reach (default %(default)s)")
-    p.add_argument("--train_examples", type=_positive_int, help="train on a random subset of this size")
-    p.add_argument("--test_examples", type=_positive_int, help="evaluate on the first N test examples")
-    p.add_argument("--batch_size", type=_positive_int, help="default %d" % d.batch_size)
-    p.add_argument("--learning_rate", type=_positive_float, default=d.learning_rate, help="default %(default)s")
+    p.add_argument("--epochs", type=positive_int, help="most epochs per run (default %d)" % d.epochs)
+    p.add_argument("--max_minutes", type=positive_float, help="budget for both runs (default %g)" % d.max_minutes)
+    p.add_argument("--target_error", type=fraction, default=d.target_error, help="training error to reach (default %(default)s)")
+    p.add_argument("--train_examples", type=positive_int, help="train on a random subset of this size")
+    p.add_argument("--test_examples", type=positive_int, help="evaluate on the first N test examples")
+    p.add_argument("--batch_size", type=positive_int, help="default %d" % d.batch_size)
+    p.add_argument("--learning_rate", type=positive_float, default=d.learning_rate, help="default %(default)s")
     p.add_argument("--momentum", type=float, default=d.momentum, help="default %(default)s")
     p.add_argument("--init", choices=INITS, default=d.init, help="weight initialisation (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="first seed (default %(default)s)")
-    p.add_argument("--repeats", type=_positive_int, help="seeds per activation; the median is reported (default %d)" % d.repeats)
+    p.add_argument("--repeats", type=positive_int, help="seeds per activation; the median is reported (default %d)" % d.repeats)
     p.add_argument(
         "--no_stop_at_target",
         dest="stop_at_target",
@@ -121,6 +97,8 @@ def parse_args(argv):
     p.add_argument("--tiny", action="store_true", help="smoke run: %s unless set" % TINY)
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in --output_dir")
     args = p.parse_args(argv)
+    if not 0.0 <= args.momentum < 1.0:
+        p.error("argument --momentum: expected 0 <= momentum < 1. Received: %s" % args.momentum)
     values = {k: v for k, v in vars(args).items() if v is not None}
     if args.tiny:
         values = {**TINY, **values}
@@ -600,9 +578,6 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         config = parse_args(argv)
-    except SystemExit as err:  # argparse already printed its one-line usage error
-        return int(err.code or 0)
-    try:
         _check_output_dir(config)
         results = run_experiment(config)
     except UsageError as err:

@@ -270,8 +270,18 @@ def test_relu_vs_tanh_user_errors_are_one_line(cifar_archive, tmp_path, capsys, 
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("relu_vs_tanh: error: CIFAR-10 is not available") and "--cifar PATH" in err and "--data_dir" in err
 
-    code = relu_vs_tanh.main(["--cifar", "x", "--data_dir", "y"])
-    assert code == 2 and "not allowed with argument" in capsys.readouterr().err
+    # Flag mistakes: one line, exit code 2, no usage block.
+    for argv, message in (
+        (["--cifar", "x", "--data_dir", "y"], "not allowed with argument"),
+        (["--epochs", "0"], "argument --epochs: expected an int >= 1. Received: 0"),
+        (["--epochs", "x"], "argument --epochs: expected an int >= 1. Received: 'x'"),
+        (["--target_error", "1.5"], "expected a number in (0, 1)"),
+        (["--momentum", "1"], "expected 0 <= momentum < 1"),
+        (["--no_such_flag"], "unrecognized arguments: --no_such_flag"),
+    ):
+        assert relu_vs_tanh.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
 
     # An existing result is never overwritten without --overwrite.
     out = tmp_path / "done"
@@ -383,7 +393,12 @@ def test_ablate_failed_runs_and_user_errors(records_dir, tmp_path, capsys):
     code = ablate.main(["--data_dir", str(tmp_path / "none"), "--output_dir", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "not a folder" in err
-    assert ablate.main(["--data_dir", data_dir, "--variants", "baseline,no_relu"]) == 2
-    assert "expected a comma-separated list of baseline, tanh" in capsys.readouterr().err
-    assert ablate.main(["--data_dir", data_dir, "--variants", "tanh"]) == 2
-    assert "must include baseline" in capsys.readouterr().err
+    for argv, message in (
+        (["--data_dir", data_dir, "--variants", "baseline,no_relu"], "expected a comma-separated list of baseline, tanh"),
+        (["--data_dir", data_dir, "--variants", "tanh"], "must include baseline"),
+        (["--data_dir", data_dir, "--epochs", "-1"], "argument --epochs: expected an int >= 1"),
+        (["--epochs", "3"], "the following arguments are required: --data_dir"),
+    ):
+        assert ablate.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
