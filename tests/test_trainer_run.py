@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from test_trainer_support import REPO, free_port, subprocess_env, write_dataset
+from test_trainer_support import free_port, subprocess_env, write_dataset
 from trainer import config as config_lib
 from trainer import task
 

@@ -16,7 +16,6 @@ NaN/Inf (the last good checkpoint is kept); 143 stopped by SIGTERM after
 saving a checkpoint (rerun to resume).
 """
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -48,10 +47,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
-
-
-def _flag(name):
-    return "--" + name
 
 
 def build_parser():
