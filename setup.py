@@ -20,7 +20,8 @@ REQUIRED = [
 ]
 
 EXTRAS = {
-    "cloud": ["google-cloud-aiplatform>=1.70,<3"],
+    # trainer.vertex: the Vertex AI SDK, and YAML job files.
+    "cloud": ["google-cloud-aiplatform>=1.70,<3", "pyyaml>=6,<7"],
     "dev": [
         "pytest>=8,<10",
         "pytest-timeout>=2.3,<3",
