@@ -14,6 +14,8 @@ REQUIRED = [
     # [gcp] brings WriteToTFRecord's crc32c and the gs:// filesystem.
     "apache-beam[gcp]>=2.77,<2.78",
     "pillow>=10.4,<14",
+    # TFRecord framing in preprocessing/shards.py (also arrives with apache-beam[gcp]).
+    "google-crc32c>=1.5,<2",
     "numpy>=1.26,<3",
     # Plots for the paper-claim experiments (PNG, Agg backend, no display needed).
     "matplotlib>=3.8,<4",
