@@ -13,6 +13,9 @@ from trainer import task
 
 def test_demo_builds_its_data_trains_and_prints_the_tensorboard_command(tmp_path, capsys):
     data_dir, model_dir = tmp_path / "demo_data", tmp_path / "runs" / "demo"
+    # What an interrupted build leaves: a partial shard and no metadata.json.
+    data_dir.mkdir()
+    (data_dir / "train-00000-of-00004").write_bytes(b"partial")
     argv = [
         "--demo", "--data_dir", str(data_dir), "--model_dir", str(model_dir),
         "--demo_train_per_class", "6", "--demo_val_per_class", "3", "--epochs", "1", "--batch_size", "20",
@@ -25,6 +28,8 @@ def test_demo_builds_its_data_trains_and_prints_the_tensorboard_command(tmp_path
     config = json.loads((model_dir / "config.json").read_text())
     assert (config["init"], config["image_size"], config["demo"]) == ("he", 127, True)
     assert "demo data: building %s" % data_dir in out
+    assert "an interrupted build?" in out
+    assert not (data_dir / "train-00000-of-00004").exists()
     assert "tensorboard --logdir %s" % (model_dir / "logs") in out
     last = out.strip().splitlines()[-1]
     assert "trained 1 epochs (3 steps)" in last and "(centre crop, 30 images)" in last and "10 views top-1" in last

@@ -376,6 +376,11 @@ def _ensure_demo_data(config, log):
         argv += ["--demo_train_per_class", str(config.demo_train_per_class)]
     if config.demo_val_per_class:
         argv += ["--demo_val_per_class", str(config.demo_val_per_class)]
+    if tf.io.gfile.exists(config.data_dir) and tf.io.gfile.listdir(config.data_dir):
+        # No metadata.json but files: an interrupted demo build (metadata is written
+        # last). The builder's --overwrite replaces only its own files.
+        log("demo data: %s has no %s (an interrupted build?); rebuilding it" % (config.data_dir, schema.METADATA_FILE))
+        argv.append("--overwrite")
     log("demo data: building %s (python -m preprocessing.build_tfrecords %s)" % (config.data_dir, " ".join(argv)))
     try:
         build_tfrecords.run(argv)
