@@ -35,6 +35,9 @@ RESULTS = "results.json"
 TRAIN_FIGURE = "train_error.png"
 VALIDATION_FIGURE = "validation_error.png"
 RUNS = "runs"
+# trainer.task's exit code after SIGTERM (it saved a checkpoint): someone asked the
+# experiment to stop, so the remaining variants are not started.
+EXIT_PREEMPTED = 143
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,7 +397,11 @@ def run_experiment(config, train=None):
         train = task.main
     started = time.time()
     runs = {}
+    stopped = None
     for name in config.variants:
+        if stopped:
+            runs[name] = {"exit_code": None, "error": "not run: SIGTERM stopped %s" % stopped, "seconds": 0.0}
+            continue
         variant = next(v for v in VARIANTS if v.name == name)
         argv = trainer_argv(config, variant)
         print("ablate: %s: python -m trainer.task %s" % (name, " ".join(argv)), flush=True)
@@ -405,6 +412,9 @@ def run_experiment(config, train=None):
             run.update(summarize(read_curves(os.path.join(config.output_dir, RUNS, name, "logs")), config.target_error))
             if not run["epochs"]:
                 run["error"] = "no per-epoch metrics in %s" % os.path.join(config.output_dir, RUNS, name, "logs")
+        elif code == EXIT_PREEMPTED:
+            run["error"] = "stopped by SIGTERM (trainer exit code %d)" % code
+            stopped = name
         else:
             run["error"] = "trainer exit code %s" % code
         if config.discard_checkpoints:
@@ -412,7 +422,7 @@ def run_experiment(config, train=None):
                 shutil.rmtree(os.path.join(config.output_dir, RUNS, name, sub), ignore_errors=True)
         runs[name] = run
         print("ablate: %s finished with exit code %s in %.0f s" % (name, code, run["seconds"]), flush=True)
-    results = {"config": dataclasses.asdict(config), "runs": runs, "seconds": time.time() - started}
+    results = {"config": dataclasses.asdict(config), "runs": runs, "stopped_by_sigterm": stopped, "seconds": time.time() - started}
     with open(os.path.join(config.output_dir, RESULTS), "w") as f:
         json.dump(results, f, indent=2)
     _plot(os.path.join(config.output_dir, TRAIN_FIGURE), results, "train_top1_error", "Training top-1 error", "Training error per epoch")
@@ -451,7 +461,8 @@ def main(argv=None, train=None):
 
     Returns:
       0 when every variant trained, 1 when a trainer run failed (the report
-      says which), 2 on a user error (one line on stderr).
+      says which), 2 on a user error (one line on stderr), 143 when a trainer
+      run was stopped by SIGTERM (the later variants are not started).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -474,6 +485,8 @@ def main(argv=None, train=None):
             os.path.join(config.output_dir, REPORT),
         )
     )
+    if results["stopped_by_sigterm"]:
+        return EXIT_PREEMPTED
     return 1 if failed else 0
 
 

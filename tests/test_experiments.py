@@ -402,3 +402,22 @@ def test_ablate_failed_runs_and_user_errors(records_dir, tmp_path, capsys):
         assert ablate.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
+
+
+def test_ablate_stops_after_a_sigterm_stopped_run(records_dir, tmp_path, capsys):
+    calls = []
+
+    def preempted_trainer(argv):
+        # What trainer.task.main returns after SIGTERM: it saved a checkpoint and exited 143.
+        calls.append(argv)
+        return 143
+
+    out = tmp_path / "stopped"
+    code = ablate.main(["--data_dir", records_dir[0], "--output_dir", str(out), "--variants", "baseline,no_lrn,tanh"], train=preempted_trainer)
+    assert code == 143 and len(calls) == 1  # no_lrn and tanh were not started
+    results = json.loads((out / "results.json").read_text())
+    assert results["stopped_by_sigterm"] == "baseline"
+    assert results["runs"]["no_lrn"]["error"] == "not run: SIGTERM stopped baseline"
+    report = (out / "report.md").read_text()
+    assert "| baseline | %s | failed: stopped by SIGTERM (trainer exit code 143) |" % ablate.VARIANTS[0].change in report
+    assert "| tanh | tanh instead of ReLU | failed: not run: SIGTERM stopped baseline |" in report
