@@ -147,9 +147,9 @@ def estimated_images(cfg):
     return total
 
 
-def _prepare_output(output_dir, overwrite):
-    """Refuses a non-empty output dir unless --overwrite; with it, deletes this
-    job's previous files (metadata.json first) so no stale shard survives."""
+def _check_output(output_dir, overwrite):
+    """Refuses a file, or a non-empty output dir without --overwrite. Deletes
+    nothing. Returns the dir's entries."""
     if "://" not in output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise sources.UserError("--output_dir is a file, not a folder. Received: %s" % output_dir)
     entries = shards.directory_entries(output_dir)
@@ -158,6 +158,17 @@ def _prepare_output(output_dir, overwrite):
             "--output_dir %s is not empty (%d entries, e.g. %s); pass --overwrite to replace this job's files"
             % (output_dir, len(entries), entries[0])
         )
+    return entries
+
+
+def _prepare_output(output_dir, overwrite):
+    """Refuses a non-empty output dir unless --overwrite; with it, deletes this
+    job's previous files (metadata.json first) so no stale shard survives.
+
+    Destructive: call it only once every flag and input has been validated,
+    right before the job writes (a typo must never cost an existing data set).
+    """
+    entries = _check_output(output_dir, overwrite)
     if entries:
         previous = shards.output_files(output_dir)
         if previous:
@@ -167,7 +178,11 @@ def _prepare_output(output_dir, overwrite):
 
 
 def _configure(args, beam_args):
-    """Validates flags and inputs (user errors raise UserError) -> JobConfig."""
+    """Validates flags and inputs (user errors raise UserError) -> JobConfig.
+
+    With --overwrite, the previous output is deleted only after everything
+    has been validated (for --demo: right before generating its inputs).
+    """
     _check_beam_flags(beam_args)
     if not args.output_dir:
         raise sources.UserError("--output_dir is required")
@@ -190,8 +205,11 @@ def _configure(args, beam_args):
     if not args.demo and not (args.train_dir or args.val_dir):
         raise sources.UserError("nothing to do: pass --train_dir and/or --val_dir (or --demo)")
 
-    _prepare_output(args.output_dir, args.overwrite)
+    _check_output(args.output_dir, args.overwrite)  # refuse early; delete nothing yet
     if args.demo:
+        # Every flag is checked and the demo's inputs are our own: replace the
+        # previous output only now, right before generating.
+        _prepare_output(args.output_dir, args.overwrite)
         generated = demo.generate(
             os.path.join(args.output_dir, DEMO_SOURCE), args.demo_train_per_class, args.demo_val_per_class, args.demo_seed
         )
@@ -226,6 +244,9 @@ def _configure(args, beam_args):
     elif not train and flat_val:
         raise sources.UserError("without --train_dir, pass --synsets to fix the class list of a flat --val_dir")
 
+    if not args.demo:
+        # Inputs, labels and class lists are valid: only now delete the previous output.
+        _prepare_output(args.output_dir, args.overwrite)
     options = {k: v for k, v in sorted(vars(args).items())}
     image_size = 0 if args.keep_size else args.image_size
     options["image_size"] = image_size

@@ -284,9 +284,34 @@ def small_set(tmp_path):
 def test_user_errors_print_one_line_and_exit_2(small_set, tmp_path, capsys, extra, message):
     fill = {"out": str(tmp_path / "out"), "missing": str(tmp_path / "missing"), "in": str(tmp_path / "in")}
     argv = [a.format(**fill) for a in extra]
+    previous = _previous_output(tmp_path / "out")
+    if any("{out}" in a for a in extra):
+        argv.append("--overwrite")  # a user mistake must not cost the previous output even so
     line = _error_line(capsys, argv)
     assert message in line, line
-    assert not (tmp_path / "out" / "metadata.json").exists()
+    assert _files(tmp_path / "out") == previous
+
+
+def _previous_output(out):
+    """A finished earlier job's output (metadata.json, a shard) plus a foreign file."""
+    out.mkdir()
+    (out / "metadata.json").write_text('{"counts": {"train": 1, "validation": 0}}')
+    (out / "train-00000-of-00001").write_bytes(b"old shard")
+    (out / "notes.txt").write_text("not the job's")
+    return _files(out)
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in Path(folder).iterdir()}
+
+
+@pytest.mark.parametrize("extra", [["--train_dir", "{missing}"], ["--demo", "--demo_seed", "x"], ["--demo", "--jpeg_quality", "0"]])
+def test_overwrite_deletes_nothing_when_the_flags_or_inputs_are_wrong(tmp_path, capsys, extra):
+    out = tmp_path / "out"
+    previous = _previous_output(out)
+    argv = ["--output_dir", str(out), "--overwrite"] + [a.format(missing=tmp_path / "missing") for a in extra]
+    _error_line(capsys, argv)
+    assert _files(out) == previous
 
 
 def test_command_line_exit_code_and_single_error_line(tmp_path):
