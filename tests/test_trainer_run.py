@@ -161,3 +161,46 @@ def test_rerunning_a_finished_command_trains_no_further(finished_run, capsys):
     assert "resumed from" in out and "at step 6 (epoch 2 completed)" in out
     assert "epoch 1/2" not in out and "trained 2 epochs (6 steps)" in out.strip().splitlines()[-1]
     assert sorted(p.name for p in (m / "checkpoints").glob("*.index")) == ["ckpt-4.index", "ckpt-6.index"]
+
+
+def test_serving_resizes_like_the_beam_job_before_the_eval_crop(finished_run):
+    """A larger non-square JPEG is served as evaluation sees its Beam-processed copy.
+
+    The data set stores 72-pixel squares (metadata.json image_size) and the model
+    takes 67-pixel centre crops of them; a 144x180 client image must be resized
+    like preprocessing.images does first, not centre-cropped at 67 pixels straight
+    out of its original resolution.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import model  # noqa: F401  (registers the LRN layer for loading the .keras file)
+    from preprocessing import images
+    from test_trainer_support import _jpeg, make_image
+    from trainer import export, input_pipeline
+
+    info = input_pipeline.read_data_info(str(finished_run["data"]))
+    assert info.image_size == 72
+    big = make_image(1, 0, 180, np.random.default_rng(1))[18:162]  # 144 x 180, about twice the stored size
+    original = _jpeg(big)
+    stored = images.process_image(original, info.image_size)[0]  # what the Beam job writes
+    keras_model = keras.models.load_model(str(finished_run["model_dir"] / "export" / export.KERAS_FILE))
+
+    def probabilities(image):
+        return tf.nn.softmax(keras_model(image[tf.newaxis], training=False))[0].numpy()
+
+    evaluated = probabilities(input_pipeline.decode_and_center_crop(tf.constant(stored), 67, info.rgb_mean))
+    old = probabilities(input_pipeline.decode_and_center_crop(tf.constant(original), 67, info.rgb_mean))
+    served = tf.saved_model.load(str(finished_run["model_dir"] / "export" / "saved_model"))
+    out = served.signatures["serving_default"](image_bytes=tf.constant([original]))
+    got = np.zeros(3)
+    got[out["classes"].numpy()[0]] = out["probabilities"].numpy()[0]
+    new_error, old_error = np.abs(got - evaluated).max(), np.abs(old - evaluated).max()
+    assert new_error < 0.2 * old_error, (got, evaluated, old)
+    # The model inputs themselves: JPEG re-encoding noise apart, the same pixels.
+    new_input = export.serving_image(tf.constant(original), 67, info.image_size, info.rgb_mean)
+    eval_input = input_pipeline.decode_and_center_crop(tf.constant(stored), 67, info.rgb_mean)
+    old_input = export.serving_image(tf.constant(original), 67, None, info.rgb_mean)
+    assert float(tf.reduce_mean(tf.abs(new_input - eval_input))) < 0.03
+    assert float(tf.reduce_mean(tf.abs(old_input - eval_input))) > 0.1
