@@ -14,6 +14,7 @@ download, so the demo runs the same code path as the real thing:
 """
 import math
 import os
+import shutil
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -129,7 +130,9 @@ def generate(root, train_per_class=130, val_per_class=30, seed=0, quality=90):
     """Writes the demo data set under `root` (a local folder).
 
     Args:
-      root: output folder; created if needed.
+      root: output folder; created if needed. Its meta/, train/ and val/
+        folders (an earlier generation's) are removed first, so no stale
+        image of a larger earlier set survives; nothing else in it is touched.
       train_per_class, val_per_class: images per class in each split.
       seed: everything is a function of the seed, so reruns are byte-identical.
       quality: JPEG quality of the source images.
@@ -140,6 +143,11 @@ def generate(root, train_per_class=130, val_per_class=30, seed=0, quality=90):
     meta = os.path.join(root, "meta")
     train_dir = os.path.join(root, "train")
     val_dir = os.path.join(root, "val")
+    for folder in (meta, train_dir, val_dir):
+        if os.path.isdir(folder) and not os.path.islink(folder):
+            shutil.rmtree(folder)
+        elif os.path.lexists(folder):
+            os.remove(folder)
     for folder in [meta, val_dir] + [os.path.join(train_dir, synset) for synset, _ in CLASSES]:
         os.makedirs(folder, exist_ok=True)
     for c, (synset, _) in enumerate(CLASSES):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocessing import build_tfrecords, images, schema, shards
+from preprocessing import build_tfrecords, demo, images, schema, shards
 from tests import preprocessing_fixtures as fx
 
 # One in-process worker: the fastest way to run the real pipeline in a test.
@@ -256,6 +256,16 @@ def test_demo_generates_and_converts_a_deterministic_set(tmp_path):
     again = tmp_path / "again"
     _run(again, "--demo", "--image_size", 64, "--demo_train_per_class", 4, "--demo_val_per_class", 2)
     assert fx.shard_bytes(again) == fx.shard_bytes(out)
+
+
+def test_demo_rebuilt_smaller_with_overwrite_converts_only_the_new_images(tmp_path):
+    out = tmp_path / "demo"
+    _run(out, "--demo", "--image_size", 32, "--demo_train_per_class", 3, "--demo_val_per_class", 2)
+    meta = _run(out, "--demo", "--image_size", 32, "--demo_train_per_class", 1, "--demo_val_per_class", 1, "--overwrite")
+    assert meta["counts"] == {"train": 10, "validation": 10} and meta["rejected"] == {"train": 0, "validation": 0}
+    assert len([p for p in (out / "source").rglob("*.JPEG")]) == 10 + 10
+    rows = [r for rows in fx.read_records(out, schema.TRAIN).values() for r in rows]
+    assert sorted(r[schema.FILENAME] for r in rows) == sorted("%s_0.JPEG" % s for s, _ in demo.CLASSES)
 
 
 @pytest.mark.skipif(not fx.SAMPLE_DIR.is_dir(), reason="real ImageNet sample not present beside the checkout")

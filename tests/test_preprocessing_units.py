@@ -222,6 +222,18 @@ def test_demo_set_is_deterministic_and_varied(tmp_path):
     assert sorted(labels) == sorted([s for s, _ in demo.CLASSES] * 2)
 
 
+def test_demo_regenerated_smaller_keeps_no_stale_image(tmp_path):
+    root = tmp_path / "source"
+    demo.generate(root, train_per_class=4, val_per_class=3)
+    (root / "mine.txt").write_text("not the generator's")
+    small = demo.generate(root, train_per_class=2, val_per_class=1)
+    train = sorted(p.name for p in Path(small["train_dir"]).rglob("*") if p.is_file())
+    assert len(train) == 2 * 10 and all(name.endswith(("_0.JPEG", "_1.JPEG")) for name in train)
+    assert len(list(Path(small["val_dir"]).iterdir())) == 1 * 10
+    assert len(Path(small["val_labels"]).read_text().split()) == 10
+    assert (root / "mine.txt").exists()
+
+
 def test_demo_classes_are_not_separable_by_colour():
     # Nearest class centroid of each image's mean and std colour: if colour
     # told the classes apart this would beat chance (10%) by far.
