@@ -81,7 +81,13 @@ def test_tensorboard_serves_runs_and_scalar_tags(finished_run):
         tags = _get(port, "/data/plugin/scalars/tags")
         for run in ("train", "validation"):
             assert {"loss", "top1_accuracy", "top5_accuracy"} <= set(tags[run]), tags
-        assert {"learning_rate", "images_per_second", "batch/loss"} <= set(tags["train"])
+        assert {"learning_rate", "images_per_second", "batch/loss", "objective", "batch/objective"} <= set(tags["train"])
+        assert "objective" not in tags["validation"]
+        # "loss" is the cross-entropy in both runs; train's "objective" adds the L2 term on top.
+        train_loss = _get(port, "/data/plugin/scalars/scalars?run=train&tag=loss")
+        objective = _get(port, "/data/plugin/scalars/scalars?run=train&tag=objective")
+        assert [r[1] for r in train_loss] == [r[1] for r in objective] == [STEPS, 2 * STEPS]
+        assert all(o[2] > l[2] > 0 for o, l in zip(objective, train_loss)), (objective, train_loss)
         scalars = _get(port, "/data/plugin/scalars/scalars?run=validation&tag=top1_accuracy")
         assert [row[1] for row in scalars] == [STEPS, 2 * STEPS]  # one point per epoch, at its global step
         assert "augmented_inputs" in _get(port, "/data/plugin/images/tags")["train"]

@@ -209,7 +209,7 @@ class Progress:
         print("epoch %d/%d: %d steps%s" % (epoch + 1, epochs, steps, resuming), file=self.stream, flush=True)
         self._bar = None
         if self.tty:
-            self._bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "top1", "lr"])
+            self._bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "objective", "top1", "lr"])
             if done:
                 self._bar.update(done)
 
@@ -297,10 +297,15 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
                     totals[k] += sums[k]
                 steps_run += n
                 running = eval_lib.summarize(totals)
-                values = {"loss": totals["objective"] / steps_run, "top1": running["top1"], "lr": lr}
+                # "loss" is the cross-entropy, as in validation; "objective" adds the L2 term.
+                values = {"loss": running["loss"], "objective": totals["objective"] / steps_run, "top1": running["top1"], "lr": lr}
                 new_logged = progress.update(step - epoch * steps_per_epoch, values, last_logged)
                 if new_logged != last_logged:
-                    summaries.scalars("train", {"batch/loss": values["loss"], "batch/top1_accuracy": values["top1"], "batch/learning_rate": lr}, step)
+                    summaries.scalars(
+                        "train",
+                        {"batch/loss": values["loss"], "batch/objective": values["objective"], "batch/top1_accuracy": values["top1"], "batch/learning_rate": lr},
+                        step,
+                    )
                     last_logged = new_logged
                 # (At the epoch's last step the epoch-end save below comes right after validation.)
                 if config.checkpoint_every_steps and step < epoch_end and step // config.checkpoint_every_steps > prev_step // config.checkpoint_every_steps:
@@ -313,8 +318,7 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
             elapsed = max(time.time() - start, 1e-9)
             images_per_second = totals["examples"] / elapsed if steps_run else 0.0
             train_metrics = eval_lib.summarize(totals)
-            if steps_run:
-                train_metrics["loss"] = totals["objective"] / steps_run
+            train_metrics["objective"] = totals["objective"] / steps_run if steps_run else 0.0
             validation = trainer.evaluate(val_dataset(), config.val_steps)
             improved = validation["examples"] > 0 and validation["top1"] > plateau.best_top1
             if config.lr_schedule == "plateau":
@@ -328,15 +332,15 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
             last_result = EpochResult(epoch, step, train_metrics, validation, lr, images_per_second)
             summaries.scalars(
                 "train",
-                {"loss": train_metrics["loss"], "top1_accuracy": train_metrics["top1"], "top5_accuracy": train_metrics["top5"], "learning_rate": lr, "images_per_second": images_per_second},
+                {"loss": train_metrics["loss"], "objective": train_metrics["objective"], "top1_accuracy": train_metrics["top1"], "top5_accuracy": train_metrics["top5"], "learning_rate": lr, "images_per_second": images_per_second},
                 step,
             )
             summaries.scalars("validation", {"loss": validation["loss"], "top1_accuracy": validation["top1"], "top5_accuracy": validation["top5"]}, step)
             summaries.histograms(trainer.model, step)
             summaries.flush()
             log(
-                "epoch %d/%d step %d: train loss %.4f top-1 %.4f top-5 %.4f | validation loss %.4f top-1 %.4f top-5 %.4f (%d examples) | lr %.3g | %.1f images/s"
-                % (epoch, config.epochs, step, train_metrics["loss"], train_metrics["top1"], train_metrics["top5"], validation["loss"], validation["top1"], validation["top5"], validation["examples"], lr, images_per_second)
+                "epoch %d/%d step %d: train loss %.4f (objective %.4f) top-1 %.4f top-5 %.4f | validation loss %.4f top-1 %.4f top-5 %.4f (%d examples) | lr %.3g | %.1f images/s"
+                % (epoch, config.epochs, step, train_metrics["loss"], train_metrics["objective"], train_metrics["top1"], train_metrics["top5"], validation["loss"], validation["top1"], validation["top5"], validation["examples"], lr, images_per_second)
             )
             _save(trainer, last_manager, plateau)
             if improved:

@@ -7,8 +7,9 @@ Layout under the log directory (what TensorBoard's dashboards expect):
                          two runs overlay in one chart
   <log_dir>              the HParams record of the run's config
 
-Scalar tags: loss, top1_accuracy, top5_accuracy, learning_rate, images_per_second
-(per epoch) and batch/loss, batch/top1_accuracy, batch/learning_rate (per log interval).
+Scalar tags: loss (cross-entropy, in both runs), top1_accuracy, top5_accuracy, and in
+train objective (cross-entropy plus the L2 term), learning_rate, images_per_second (per
+epoch); batch/loss, batch/objective, batch/top1_accuracy, batch/learning_rate (per log interval).
 """
 import dataclasses
 import os
