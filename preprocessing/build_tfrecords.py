@@ -97,8 +97,10 @@ def _parser():
 def _check_beam_flags(beam_args):
     """parse_known_args hands every flag it does not know to Beam, and Beam
     silently drops flags IT does not know either: a typo (--trian_dir) would
-    vanish. Parse them with all of Beam's option classes and refuse leftovers."""
-    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    vanish. Parse them with all of Beam's option classes and refuse leftovers.
+    A bad value raises UserError (one line), not argparse's usage of every
+    Beam flag."""
+    parser = _Parser(allow_abbrev=False, add_help=False)
     seen = set()
     for cls in pipeline_options.PipelineOptions.__subclasses__():
         if str(cls) not in seen:
@@ -106,8 +108,8 @@ def _check_beam_flags(beam_args):
             cls._add_argparse_args(parser)  # pylint: disable=protected-access
     try:
         _, unknown = parser.parse_known_args(beam_args)
-    except SystemExit as err:
-        raise sources.UserError("bad Beam flag among %s" % " ".join(beam_args)) from err
+    except sources.UserError as err:
+        raise sources.UserError("bad Beam flag: %s" % err) from err
     if unknown:
         raise sources.UserError("unknown flag(s): %s (see --help)" % " ".join(unknown))
 

@@ -288,6 +288,11 @@ def small_set(tmp_path):
         (["--output_dir", "{out}", "--train_dir", "{in}/train", "--jpeg_quality", "101"], "--jpeg_quality must be in 1..100"),
         (["--output_dir", "{out}", "--train_dir", "{in}/train", "--max_reject_fraction", "2"], "--max_reject_fraction must be in [0, 1]"),
         (["--output_dir", "{out}", "--trian_dir", "{in}/train"], "unknown flag(s): --trian_dir"),
+        # A bad value of a Beam flag: one line, not Beam's usage of its ~150 flags first.
+        (["--output_dir", "{out}", "--train_dir", "{in}/train", "--direct_num_workers", "abc"],
+         "bad Beam flag: argument --direct_num_workers: invalid int value: 'abc'"),
+        (["--output_dir", "{out}", "--train_dir", "{in}/train", "--direct_running_mode", "bogus"],
+         "bad Beam flag: argument --direct_running_mode: invalid choice: 'bogus'"),
         (["--output_dir", "{out}", "--demo", "--train_dir", "{in}/train"], "--demo generates its own inputs"),
         (["--output_dir", "gs://bucket/demo", "--demo"], "give a local --output_dir"),
         (["--output_dir", "{in}/train", "--train_dir", "{in}/train"], "is not empty"),
