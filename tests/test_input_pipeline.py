@@ -134,6 +134,21 @@ def test_read_data_info_without_metadata(tmp_path):
     assert info.counts == {"train": None, "validation": None} and len(info.class_names) == 1000
 
 
+def test_read_data_info_of_a_set_without_training_images_uses_imagenet_rgb(tmp_path, caplog):
+    # build_tfrecords without --train_dir writes "rgb": null.
+    _write_metadata(str(tmp_path), 4, {"train": 0, "validation": 8})
+    path = tmp_path / schema.METADATA_FILE
+    meta = json.loads(path.read_text())
+    meta["rgb"] = None
+    path.write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger=input_pipeline.__name__):
+        info = input_pipeline.read_data_info(str(tmp_path))
+    assert info.num_classes == 4 and info.counts == {"train": 0, "validation": 8}
+    assert info.rgb_mean == schema.IMAGENET_RGB_MEAN and info.eigenvalues == schema.IMAGENET_EIGENVALUES
+    assert info.eigenvectors == schema.IMAGENET_EIGENVECTORS
+    assert any("no RGB statistics" in r.getMessage() and "ImageNet" in r.getMessage() for r in caplog.records)
+
+
 # --- training and evaluation batches -------------------------------------------------------
 
 

@@ -91,7 +91,10 @@ def read_data_info(data_dir, label_offset=None, num_classes=None):
         shards: 1000, with label_offset 1); otherwise None or agreeing.
 
     Returns:
-      A DataInfo.
+      A DataInfo. Its RGB mean and PCA come from metadata.json, or are the
+      published ImageNet constants (preprocessing.schema) when there is no
+      metadata.json or when it has none (`"rgb": null`, a set built without
+      training images; logged as a warning).
 
     Raises:
       ValueError: a missing class count, or flags that contradict metadata.json.
@@ -127,7 +130,20 @@ def read_data_info(data_dir, label_offset=None, num_classes=None):
         raise ValueError("%s says num_classes=%d. Received: num_classes=%r" % (path, meta_classes, num_classes))
     if label_offset is not None and label_offset != meta_offset:
         raise ValueError("%s says label_offset=%d. Received: label_offset=%r" % (path, meta_offset, label_offset))
-    rgb = meta["rgb"]
+    rgb = meta.get("rgb")
+    if rgb is None:
+        # A set built without training images (e.g. validation only, to
+        # evaluate a model) has no RGB statistics of its own.
+        _log.warning(
+            "%s has no RGB statistics (\"rgb\": null: built without training images); using the published "
+            "ImageNet RGB mean and PCA instead", path,
+        )
+        rgb = {
+            "pixel_scale": "[0, 1]",
+            "mean": schema.IMAGENET_RGB_MEAN,
+            "eigenvalues": schema.IMAGENET_EIGENVALUES,
+            "eigenvectors": schema.IMAGENET_EIGENVECTORS,
+        }
     scale = str(rgb.get("pixel_scale", "[0, 1]")).replace(" ", "")
     if scale == "[0,1]":
         factor = 1.0
