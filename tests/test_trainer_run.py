@@ -210,3 +210,32 @@ def test_serving_resizes_like_the_beam_job_before_the_eval_crop(finished_run):
     old_input = export.serving_image(tf.constant(original), 67, None, info.rgb_mean)
     assert float(tf.reduce_mean(tf.abs(new_input - eval_input))) < 0.03
     assert float(tf.reduce_mean(tf.abs(old_input - eval_input))) > 0.1
+
+
+def _copy_split(finished_run, dest, split):
+    """A data folder holding metadata.json and only `split`'s shards of the run's data."""
+    import shutil
+
+    dest.mkdir()
+    shutil.copy(finished_run["data"] / "metadata.json", dest)
+    for shard in finished_run["data"].glob(split + "-*"):
+        shutil.copy(shard, dest)
+    return dest
+
+
+def test_missing_validation_shards_are_one_line_before_training(finished_run, tmp_path, capsys):
+    data = _copy_split(finished_run, tmp_path / "train_only", "train")
+    assert task.main(_args(data, tmp_path / "run")) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1 and "no validation data" in captured.err
+    assert "epoch 1/2" not in captured.out and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_eval_only_needs_only_validation_shards(finished_run, tmp_path, capsys):
+    data = _copy_split(finished_run, tmp_path / "val_only", "validation")
+    checkpoint = str(finished_run["model_dir"] / "checkpoints" / "ckpt-6")
+    assert task.main(_args(data, tmp_path / "eval", "--eval_only", "--checkpoint", checkpoint)) == 0
+    assert "on 12 validation images" in capsys.readouterr().out.strip().splitlines()[-1]
+    # No training shards for a training run is the same kind of one-line error.
+    assert task.main(_args(data, tmp_path / "train")) == 2
+    assert "no train data" in capsys.readouterr().err

@@ -432,8 +432,24 @@ def _data_info(config):
         raise RunError(str(err)) from err
 
 
-def _make_datasets(config, strategy, info, seed):
-    """(distributed endless training dataset, function returning a distributed validation dataset)."""
+def _check_shards(config):
+    """RunError unless the splits this run reads have shards (validation always, train unless --eval_only).
+
+    Checked before anything is built: validation is first read after the first
+    epoch, and a missing split should not cost an epoch and end in a traceback.
+    """
+    from trainer import input_pipeline
+
+    for split in ("validation",) if config.eval_only else ("train", "validation"):
+        try:
+            input_pipeline.list_shards(config.data_dir, split)
+        except (ValueError, FileNotFoundError, tf.errors.OpError) as err:
+            raise RunError("no %s data: %s" % (split, err)) from err
+
+
+def _make_datasets(config, strategy, info, seed, train=True):
+    """(distributed endless training dataset or None when not `train`,
+    function returning a distributed validation dataset)."""
     from trainer import input_pipeline
 
     def train_fn(ctx):
@@ -463,15 +479,17 @@ def _make_datasets(config, strategy, info, seed):
             skip_corrupt=config.skip_corrupt,
         )
 
-    try:
-        train = strategy.distribute_datasets_from_function(train_fn)
-    except (ValueError, FileNotFoundError) as err:
-        raise RunError(str(err)) from err
-
     def validation(ten_crop=False):
         return strategy.distribute_datasets_from_function(lambda ctx: val_fn(ctx, ten_crop))
 
-    return train, validation
+    try:
+        train_dataset = strategy.distribute_datasets_from_function(train_fn) if train else None
+        # Built once now so a problem with the validation shards (e.g. fewer shards
+        # than workers) is a RunError here, not a traceback after the first epoch.
+        validation()
+    except (ValueError, FileNotFoundError) as err:
+        raise RunError(str(err)) from err
+    return train_dataset, validation
 
 
 def _sample_images(config, info, seed):
@@ -493,6 +511,7 @@ def final_evaluation(trainer, validation, config, ten_view):
 
 
 def _write_json(path, value):
+    tf.io.gfile.makedirs(os.path.dirname(path))  # --eval_only --checkpoint may name a new model_dir
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
@@ -536,6 +555,7 @@ def _run(config, strategy, log, strategy_lib, summaries_lib):
     if config.demo and chief:
         _ensure_demo_data(config, log)
     info = _data_info(config)
+    _check_shards(config)
     train_count = info.counts.get("train")
     steps_per_epoch = config.steps_per_epoch or ((train_count or 0) // config.batch_size)
     if steps_per_epoch < 1 and not config.eval_only:
@@ -564,7 +584,7 @@ def _run(config, strategy, log, strategy_lib, summaries_lib):
             ckpt_lib.restore(trainer.checkpoint, path)
         except (tf.errors.NotFoundError, AssertionError, ValueError) as err:
             raise RunError("cannot restore %s into this model (%s)" % (path, err)) from err
-        _, validation = _make_datasets(config, strategy, info, config.seed)
+        _, validation = _make_datasets(config, strategy, info, config.seed, train=False)
         results = final_evaluation(trainer, validation, config, ten_view=True)
         results.update({"checkpoint": path, "step": int(trainer.state.step.numpy())})
         if chief:
