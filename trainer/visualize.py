@@ -70,7 +70,8 @@ def augmented_grid(data_dir, num_images=16, image_size=227, seed=0, info=None, *
       data_dir: shard directory.
       num_images: examples in the grid.
       image_size: crop side.
-      seed: seed of the draw.
+      seed: seed of the draw: the same seed gives the same grid (the
+        pipeline runs with deterministic=True).
       info: DataInfo, or None to read it from metadata.json.
       **augmentation: make_dataset switches (random_crop, flip, pca_noise, pca_stddev, mean_subtract).
 
@@ -80,7 +81,7 @@ def augmented_grid(data_dir, num_images=16, image_size=227, seed=0, info=None, *
     info = info or input_pipeline.read_data_info(data_dir)
     ds = input_pipeline.make_dataset(
         data_dir, schema.TRAIN, num_images, training=True, image_size=image_size, info=info, seed=seed,
-        shuffle_buffer=max(num_images, 64), **augmentation,
+        shuffle_buffer=max(num_images, 64), deterministic=True, **augmentation,  # same seed, same grid
     )
     images, labels = next(iter(ds))
     mean = info.rgb_mean if augmentation.get("mean_subtract", True) else None
