@@ -36,13 +36,13 @@ from preprocessing import demo, images, pipeline, schema, shards, sources, stats
 _PROG = "build_tfrecords"
 DEFAULT_TRAIN_SHARDS, DEFAULT_VAL_SHARDS = 1024, 128  # the TensorFlow ImageNet shard counts
 DEMO_TRAIN_SHARDS, DEMO_VAL_SHARDS = 8, 2  # ~160 demo images a shard, not 1024 nearly empty shards
-DEMO_SOURCE = "source"
+DEMO_SOURCE = "source"  # demo inputs go to OUTPUT/source/, outside the shard namespace
 # From this many input images on, the default local runner uses one worker
 # process per core; below it, one in-process worker finishes sooner. Measured
 # on 2 cores (benchmarks/preprocessing.py, 400x350 JPEGs): the two worker
 # processes start in 15 to 29 s (11 CPU-s) against 1 to 3 s in-process, and
 # convert about 1.45x faster once running: break-even near 9,000 images.
-PROCESSES_FROM_IMAGES = 10_000  # demo inputs go to OUTPUT/source/, outside the shard namespace
+PROCESSES_FROM_IMAGES = 10_000
 
 
 class _Parser(argparse.ArgumentParser):

@@ -35,8 +35,9 @@ from trainer import augment
 AUTOTUNE = tf.data.AUTOTUNE
 # Bytes a TFRecord adds around each record: length (8), length CRC (4), data CRC (4).
 _TFRECORD_OVERHEAD = 16
-# Shards read at once. More files in flight mix classes better (a shard of the
-# Beam job holds one contiguous slice of the class-sorted input).
+# Shards read at once: more files in flight overlap their reads and mix the
+# examples more. (The Beam job already spreads every class over all shards by
+# a hash of split, class and file name, and orders each shard by that hash.)
 _MAX_CYCLE_LENGTH = 16
 DEFAULT_SHUFFLE_BUFFER = 10_000  # about 0.5 GB of 256x256 JPEGs; enough to mix 16 interleaved shards
 
