@@ -14,7 +14,6 @@ import collections
 import csv
 import io
 import os
-import re
 import tarfile
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -28,8 +27,6 @@ Ref = collections.namedtuple("Ref", ["split", "path", "offset", "size", "klass",
 Reject = collections.namedtuple("Reject", ["path", "split", "reason"])
 
 NOT_IN_CLASS = "not in a class folder or class tar"
-
-_SYNSET_RE = re.compile(r"^n\d{8}$")
 
 
 class UserError(ValueError):
@@ -434,7 +431,3 @@ class RefReader:
         for f in self._handles.values():
             f.close()
         self._handles = {}
-
-
-def looks_like_synset(name):
-    return bool(_SYNSET_RE.match(name))
