@@ -239,3 +239,22 @@ def test_eval_only_needs_only_validation_shards(finished_run, tmp_path, capsys):
     # No training shards for a training run is the same kind of one-line error.
     assert task.main(_args(data, tmp_path / "train")) == 2
     assert "no train data" in capsys.readouterr().err
+
+
+def test_resuming_a_changed_model_is_one_line_and_keeps_the_config(finished_run, tmp_path, capsys):
+    """--allow_config_change with a change of weight shapes (--two_tower halves conv2's inputs)
+    cannot restore the checkpoints: a RunError, and config.json is left as it was."""
+    import os
+    import shutil
+
+    m = tmp_path / "run"
+    (m / "checkpoints").mkdir(parents=True)
+    shutil.copy(finished_run["model_dir"] / "config.json", m)
+    for f in (finished_run["model_dir"] / "checkpoints").iterdir():
+        # Hard links: the checkpoints are only read; the small state file is copied.
+        (shutil.copy if f.name == "checkpoint" else os.link)(f, m / "checkpoints" / f.name)
+    saved = (m / "config.json").read_text()
+    assert task.main(_args(finished_run["data"], m, "--ten_crop", "--two_tower", "--allow_config_change")) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot restore" in err and "ckpt-6" in err, err
+    assert (m / "config.json").read_text() == saved and not list(m.glob("config-*"))

@@ -395,13 +395,19 @@ def _ensure_demo_data(config, log):
 
 
 def _check_config(config, model_dir, latest, chief, log):
-    """Writes config.json, or compares it with the saved one when resuming.
+    """Compares this run's config with the saved config.json when resuming.
 
     Only the chief reads and writes it: another worker could read the file
     while the chief is writing it.
+
+    Returns:
+      A function that archives the old config.json (when an allowed change
+      replaces it) and writes this run's; called once the checkpoint restored,
+      so a run that cannot resume leaves the model directory as it was.
     """
     if not chief:
-        return
+        return lambda: None
+    archive = False
     saved = ckpt_lib.read_saved_config(model_dir)
     if saved is not None:
         diffs = config_lib.config_differences(saved, config)
@@ -413,10 +419,25 @@ def _check_config(config, model_dir, latest, chief, log):
                     "or --allow_config_change to continue anyway." % (model_dir, text)
                 )
             log("config changed on resume (allowed): %s" % text)
-            ckpt_lib.archive_config(model_dir, ckpt_lib.step_of(latest) if latest else 0)
+            archive = True
     elif latest and not config.allow_config_change:
         raise RunError("%s has checkpoints but no config.json; cannot check the config. Use --allow_config_change to resume anyway." % model_dir)
-    ckpt_lib.write_config(model_dir, config)
+
+    def write():
+        if archive:
+            ckpt_lib.archive_config(model_dir, ckpt_lib.step_of(latest) if latest else 0)
+        ckpt_lib.write_config(model_dir, config)
+
+    return write
+
+
+def _restore(trainer, path, hint=""):
+    """Restores a checkpoint into the trainer; RunError when it does not fit the model."""
+    try:
+        ckpt_lib.restore(trainer.checkpoint, path)
+    except (tf.errors.OpError, AssertionError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError("cannot restore %s into this model (%s)%s" % (path, first, hint)) from err
 
 
 def _data_info(config):
@@ -571,7 +592,7 @@ def _run(config, strategy, log, strategy_lib, summaries_lib):
         if not path:
             raise RunError("--eval_only found no checkpoint in %s. Train first or give --checkpoint." % checkpoint_dir)
     else:
-        _check_config(config, model_dir, latest, chief, log)
+        write_config = _check_config(config, model_dir, latest, chief, log)
 
     write_ckpt_dir = strategy_lib.write_dir(checkpoint_dir, strategy)
     write_best_dir = strategy_lib.write_dir(os.path.join(model_dir, "best"), strategy)
@@ -580,10 +601,7 @@ def _run(config, strategy, log, strategy_lib, summaries_lib):
     managers = ckpt_lib.make_managers(trainer.checkpoint, write_ckpt_dir, write_best_dir, config.keep_checkpoints)
 
     if config.eval_only:
-        try:
-            ckpt_lib.restore(trainer.checkpoint, path)
-        except (tf.errors.NotFoundError, AssertionError, ValueError) as err:
-            raise RunError("cannot restore %s into this model (%s)" % (path, err)) from err
+        _restore(trainer, path)
         _, validation = _make_datasets(config, strategy, info, config.seed, train=False)
         results = final_evaluation(trainer, validation, config, ten_view=True)
         results.update({"checkpoint": path, "step": int(trainer.state.step.numpy())})
@@ -598,8 +616,12 @@ def _run(config, strategy, log, strategy_lib, summaries_lib):
         return 0
 
     if latest:
-        ckpt_lib.restore(trainer.checkpoint, latest)
+        hint = ""
+        if config.allow_config_change:
+            hint = "; --allow_config_change cannot resume a model whose weights changed shape: use another --model_dir"
+        _restore(trainer, latest, hint)
         log("resumed from %s at step %d (epoch %d completed)" % (latest, int(trainer.state.step.numpy()), int(trainer.state.epoch.numpy())))
+    write_config()
     start_step = int(trainer.state.step.numpy())
     # A resumed run reshuffles with a seed of its own instead of replaying the first batches.
     train, validation = _make_datasets(config, strategy, info, config.seed + start_step)
