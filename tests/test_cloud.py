@@ -187,6 +187,26 @@ def test_submission_sends_exactly_the_dry_run_job(capsys, monkeypatch):
     assert proto.job_spec.tensorboard == "projects/p/locations/us-central1/tensorboards/7"
 
 
+def test_mistyped_region_is_one_line_and_exit_2_before_anything_is_sent(capsys, monkeypatch):
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
+
+    def fail_create(*args, **kwargs):
+        raise AssertionError("a job was sent to a mistyped region")
+
+    monkeypatch.setattr(google.auth, "default", lambda scopes=None: (AnonymousCredentials(), "credentials-project"))
+    monkeypatch.setattr(JobServiceClient, "create_custom_job", fail_create)
+    monkeypatch.chdir(REPO)
+    argv = ["--image_uri", IMAGE, "--base_output_dir", BASE, "--project", "test-project", "--region", "us-centrall"]
+    assert vertex.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and captured.out == "", captured.err
+    assert "--region 'us-centrall' is not a Vertex AI region" in lines[0] and "us-central1" in lines[0]
+    assert vertex.check_region("europe-west4") is None
+
+
 def _no_credentials_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_", "GCE_"))}
     env.update(

@@ -222,6 +222,25 @@ def submit(spec, project, region, credentials):
     return job
 
 
+def check_region(region):
+    """None if the Vertex AI SDK accepts `region`, else a one-line message (checked offline)."""
+    import difflib
+
+    from google.cloud.aiplatform import utils
+    from google.cloud.aiplatform.constants import base as constants
+
+    try:
+        utils.validate_region(region)
+        return None
+    except ValueError:
+        pass
+    close = difflib.get_close_matches(str(region).lower(), sorted(constants.SUPPORTED_REGIONS), n=3)
+    return "--region %r is not a Vertex AI region%s" % (
+        region,
+        " (did you mean %s?)" % " or ".join(close) if close else " (e.g. us-central1, europe-west4)",
+    )
+
+
 class UsageError(Exception):
     """A mistake in the flags or the job file: one line on stderr, exit code 2."""
 
@@ -398,6 +417,10 @@ def main(argv=None):
             file=sys.stderr,
         )
         return USER_ERROR
+    region_error = check_region(args.region)
+    if region_error:
+        print("trainer.vertex: error: %s" % region_error, file=sys.stderr)
+        return USER_ERROR
     try:
         credentials, default_project = _credentials()
     except google.auth.exceptions.DefaultCredentialsError as err:
@@ -417,6 +440,9 @@ def main(argv=None):
         job = submit(spec, project, args.region, credentials)
     except google.auth.exceptions.GoogleAuthError as err:
         print("trainer.vertex: error: Google Cloud refused the credentials: %s" % _first_line(err), file=sys.stderr)
+        return USER_ERROR
+    except ValueError as err:  # the SDK's own argument checks
+        print("trainer.vertex: error: the Vertex AI SDK refused the job: %s" % _first_line(err), file=sys.stderr)
         return USER_ERROR
     except api_exceptions.GoogleAPICallError as err:
         # 4xx (API not enabled, no permission, bad region or quota) is the user's to fix;
