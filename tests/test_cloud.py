@@ -4,6 +4,7 @@ The submitter runs as `python -m trainer.vertex` in subprocesses where the exit
 code and stderr matter, and in-process (`main(argv)`) where the printed job is
 compared with what the Vertex AI SDK would send.
 """
+import ast
 import json
 import os
 import re
@@ -339,7 +340,7 @@ def test_cloudbuild_substitutions_are_all_defined_and_all_used():
     used = {m.group(1) or m.group(2) for s in _strings({k: v for k, v in build.items() if k != "substitutions"}) for m in _SUBST.finditer(s)}
     assert {"_REGION", "_REPOSITORY", "_TAG", "_BUCKET"} <= defined
     assert used - BUILTINS == defined  # Cloud Build also rejects defined-but-unused substitutions
-    assert used & BUILTINS <= BUILTINS
+    assert used & BUILTINS == {"PROJECT_ID", "BUILD_ID"}  # the built-ins the image name and output paths need
     assert all(name.startswith("_") for name in defined)
     optional = {"_TENSORBOARD", "_SERVICE_ACCOUNT"}  # empty means "none"
     assert all(value for name, value in build["substitutions"].items() if name not in optional)
@@ -371,8 +372,14 @@ def test_cloudbuild_pushes_the_image_its_job_runs(capsys, overrides, pools):
     script = _substitute(steps["submit"]["args"][-1], values)
     assert steps["submit"]["entrypoint"] == "bash" and steps["submit"]["args"][0] == "-c"
     install, submit = script.split("&&")
-    assert "'google-cloud-aiplatform>=1.70,<3'" in install
-    assert '"google-cloud-aiplatform>=1.70,<3"' in (REPO / "setup.py").read_text()  # the cloud extra's range
+    # The submitter's requirements are the setup.py cloud extra's, with its ranges:
+    # the Vertex AI SDK, and pyyaml for the --job_file it reads.
+    extra = re.search(r'"cloud":\s*(\[[^\]]*\])', (REPO / "setup.py").read_text())
+    cloud = ast.literal_eval(extra.group(1))
+    assert {"google-cloud-aiplatform>=1.70,<3", "pyyaml>=6,<7"} <= set(cloud)
+    words = shlex.split(install)
+    assert words[:4] == ["python", "-m", "pip", "install"], install
+    assert sorted(w for w in words[4:] if not w.startswith("-")) == sorted(cloud), install
     tokens = shlex.split(submit)
     assert tokens[:3] == ["python", "-m", "trainer.vertex"]
     job = dry_run(capsys, tokens[3:])
