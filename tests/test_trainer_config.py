@@ -69,6 +69,8 @@ def test_demo_preset_and_explicit_flags():
         (["--data_dir", "d", "--profile_steps", "5"], "--profile_steps"),
         ([], "--data_dir is required"),
         (["--data_dir", "d", "--checkpoint", "x"], "without --eval_only"),
+        (["--data_dir", "d", "--num_classes", "-1"], "expected --num_classes >= 1 (or 0: from metadata.json). Received: -1"),
+        (["--data_dir", "d", "--label_offset", "-2"], "expected --label_offset >= 0 (or -1: from metadata.json). Received: -2"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(argv, fragment, capsys):

@@ -8,6 +8,7 @@ exports, and prints where the logs are.
 """
 import json
 
+from trainer import config as config_lib
 from trainer import task
 
 
@@ -24,7 +25,7 @@ def test_demo_builds_its_data_trains_and_prints_the_tensorboard_command(tmp_path
     out = capsys.readouterr().out
     meta = json.loads((data_dir / "metadata.json").read_text())
     assert meta["num_classes"] == 10 and meta["counts"] == {"train": 60, "validation": 30}
-    assert meta["image_size"] == task.DEMO_STORED_SIZE
+    assert meta["image_size"] == config_lib.DEMO_STORED_SIZE == task.DEMO_STORED_SIZE
     config = json.loads((model_dir / "config.json").read_text())
     assert (config["init"], config["image_size"], config["demo"]) == ("he", 127, True)
     assert "demo data: building %s" % data_dir in out

@@ -258,3 +258,16 @@ def test_resuming_a_changed_model_is_one_line_and_keeps_the_config(finished_run,
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "cannot restore" in err and "ckpt-6" in err, err
     assert (m / "config.json").read_text() == saved and not list(m.glob("config-*"))
+
+
+def test_a_non_chief_worker_writes_no_tensorboard_logs(finished_run, tmp_path, monkeypatch):
+    """Summaries are enabled on the chief only (a non-chief's write dir is thrown away anyway)."""
+    from trainer import strategy as strategy_lib
+
+    monkeypatch.setattr(strategy_lib, "is_chief", lambda strategy: False)
+    monkeypatch.setattr(strategy_lib, "write_dir", lambda directory, strategy: directory)
+    monkeypatch.setattr(strategy_lib, "cleanup_write_dir", lambda directory, strategy: None)
+    m = tmp_path / "worker"
+    assert task.main(_args(finished_run["data"], m, "--epochs", "1", "--steps_per_epoch", "1", "--no_export")) == 0
+    assert (m / "checkpoints").is_dir()  # it took part in saving
+    assert not [p for p in (m / "logs").rglob("*") if p.is_file()]

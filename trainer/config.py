@@ -14,6 +14,7 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrore
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 LR_SCHEDULES = ("plateau", "step")
 PAPER_BATCH_SIZE = 128  # the batch the paper's learning rate 0.01 belongs to (linear scaling base)
+DEMO_STORED_SIZE = 144  # demo images are stored at 144 px and cropped to 127 (the paper's 256 -> 227, scaled)
 
 # Fields that may change between a run and its resumption without changing what
 # is being trained: where things go, what to do at the end, debugging aids.

@@ -373,9 +373,7 @@ def _ensure_demo_data(config, log):
         return
     from preprocessing import build_tfrecords
 
-    from trainer import task  # the demo's stored size lives beside its preset
-
-    argv = ["--demo", "--output_dir", config.data_dir, "--image_size", str(task.DEMO_STORED_SIZE)]
+    argv = ["--demo", "--output_dir", config.data_dir, "--image_size", str(config_lib.DEMO_STORED_SIZE)]
     if config.demo_train_per_class:
         argv += ["--demo_train_per_class", str(config.demo_train_per_class)]
     if config.demo_val_per_class:
@@ -625,7 +623,8 @@ def _run(config, strategy, log, strategy_lib, summaries_lib):
     start_step = int(trainer.state.step.numpy())
     # A resumed run reshuffles with a seed of its own instead of replaying the first batches.
     train, validation = _make_datasets(config, strategy, info, config.seed + start_step)
-    summaries = summaries_lib.Summaries(write_log_dir)
+    # Only the chief's logs are kept: the others skip histograms, graph and profile.
+    summaries = summaries_lib.Summaries(write_log_dir, enabled=chief)
     sample = None
     if start_step == 0 and chief:
         summaries.hparams(config)
