@@ -107,3 +107,49 @@ def test_two_multi_worker_processes_end_with_identical_weights(tiny_data, tmp_pa
     assert sorted(p.name for p in (model_dir / "checkpoints").glob("*.index")) == ["ckpt-3.index"]
     assert len(list((model_dir / "logs" / "train").glob("events.out.tfevents.*"))) == 1
     assert (model_dir / "config.json").exists()
+
+
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(tiny_data, tmp_path):
+    """Preemption may signal one worker only: the stop request travels with the step's
+    all-reduced totals, so both workers stop, save together and exit 143 at one step."""
+    import re
+    import signal
+    import time
+
+    import tensorflow as tf
+
+    from trainer import checkpoints as ckpt_lib
+
+    ports = [free_port(), free_port()]
+    cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
+    model_dir = tmp_path / "run"
+    procs = []
+    for index in range(2):
+        env = subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        args = [
+            "--data_dir", tiny_data, "--model_dir", model_dir, "--strategy", "multi_worker_mirrored",
+            "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--steps_per_epoch", "400",
+            "--init", "he", "--no_export", "--checkpoint_every_steps", "2", "--val_steps", "1", "--seed", "3",
+        ]
+        procs.append(subprocess.Popen(task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        deadline = time.time() + 240
+        while not tf.train.latest_checkpoint(str(model_dir / "checkpoints")):
+            assert time.time() < deadline and all(p.poll() is None for p in procs), "no checkpoint from the running workers"
+            time.sleep(0.1)
+        procs[1].send_signal(signal.SIGTERM)  # the non-chief only
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            outputs.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    steps = []
+    for code, out, err in outputs:
+        assert code == 143, err[-3000:]
+        steps.append(int(re.search(r"at step (\d+); rerun", out).group(1)))
+    assert "SIGTERM received by another worker" in outputs[0][1] and "SIGTERM received: saved" in outputs[1][1]
+    assert steps[0] == steps[1] < 400
+    assert ckpt_lib.step_of(tf.train.latest_checkpoint(str(model_dir / "checkpoints"))) == steps[0]

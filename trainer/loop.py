@@ -94,6 +94,8 @@ class Trainer:
         self.num_classes = num_classes
         self.global_batch_size = global_batch_size
         self.num_replicas = strategy.num_replicas_in_sync
+        # Several processes must agree on stopping (see train_steps' `stop`).
+        self.multi_process = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         if global_batch_size % self.num_replicas:
             raise ValueError(
                 "expected the global batch size to be divisible by the number of replicas (%d). Received: batch_size=%d"
@@ -113,7 +115,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- steps
 
-    def _replica_step(self, images, labels, step):
+    def _replica_step(self, images, labels, step, stop):
         model, optimizer = self.model, self.optimizer
         with tf.GradientTape() as tape:
             logits = tf.cast(model(images, training=True), tf.float32)
@@ -132,6 +134,8 @@ class Trainer:
         # Report the full objective (mean over the global batch, reg included) summed
         # over replicas: each replica's `loss` is already its share of it.
         sums["objective"] = loss
+        # This process's stop request; summed over every replica of every worker.
+        sums["stop"] = tf.identity(stop)  # a tensor of its own per replica (an input is not per-replica)
         return sums
 
     def _make_train_call(self):
@@ -141,26 +145,38 @@ class Trainer:
             replica_step = tf.function(replica_step, jit_compile=True)
 
         @tf.function
-        def train_call(iterator, first_step, num_steps):
-            totals = {k: tf.constant(0.0) for k in eval_lib.METRIC_KEYS + ("objective",)}
+        def train_call(iterator, first_step, num_steps, stop):
+            totals = {k: tf.constant(0.0) for k in eval_lib.METRIC_KEYS + ("objective", "stop")}
             # Several steps per call amortise the Python and dispatch overhead.
             for i in tf.range(num_steps):
                 images, labels = next(iterator)
-                sums = strategy.run(replica_step, args=(images, labels, first_step + tf.cast(i, tf.int64)))
+                sums = strategy.run(replica_step, args=(images, labels, first_step + tf.cast(i, tf.int64), stop))
                 # Rebind the whole dict: AutoGraph carries reassigned names through the loop.
                 totals = {k: totals[k] + strategy.reduce(tf.distribute.ReduceOp.SUM, sums[k], axis=None) for k in totals}
             return totals
 
         return train_call
 
-    def train_steps(self, iterator, num_steps):
+    def train_steps(self, iterator, num_steps, stop=False):
         """Runs num_steps training steps from a distributed iterator.
+
+        Args:
+          stop: this process wants to stop (it received SIGTERM). The requests of
+            all workers are summed with the metrics, so every worker learns from
+            the same call's result that one of them wants to stop, and all stop
+            (and save, a collective operation) after the same step.
 
         Returns:
           dict of float sums: examples, loss_sum (cross-entropy), top1_correct,
-          top5_correct, objective (sum over steps of the optimised loss).
+          top5_correct, objective (sum over steps of the optimised loss), stop
+          (> 0 when some worker asked to stop).
         """
-        totals = self._train_call(iterator, tf.constant(int(self.state.step.numpy()), tf.int64), tf.constant(num_steps, tf.int64))
+        totals = self._train_call(
+            iterator,
+            tf.constant(int(self.state.step.numpy()), tf.int64),
+            tf.constant(num_steps, tf.int64),
+            tf.constant(1.0 if stop else 0.0, tf.float32),
+        )
         self.state.step.assign_add(num_steps)
         return {k: float(v) for k, v in totals.items()}
 
@@ -279,7 +295,7 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
                 trace = first_call and step == 0
                 if trace:
                     summaries.start_graph_trace()
-                sums = trainer.train_steps(iterator, n)
+                sums = trainer.train_steps(iterator, n, stop=sigterm.received)
                 if trace:
                     summaries.stop_graph_trace(step=0)
                 first_call = False
@@ -310,9 +326,12 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
                 # (At the epoch's last step the epoch-end save below comes right after validation.)
                 if config.checkpoint_every_steps and step < epoch_end and step // config.checkpoint_every_steps > prev_step // config.checkpoint_every_steps:
                     _save(trainer, last_manager, plateau)
-                if sigterm.received:
+                # One process alone stops as soon as it sees the signal; workers stop
+                # when the step's all-reduced totals say one of them received it.
+                if sums["stop"] > 0 or (sigterm.received and not trainer.multi_process):
                     path = _save(trainer, last_manager, plateau)
-                    log("SIGTERM received: saved checkpoint %s at step %d; rerun the same command to resume." % (path, step))
+                    who = "SIGTERM received" if sigterm.received else "SIGTERM received by another worker"
+                    log("%s: saved checkpoint %s at step %d; rerun the same command to resume." % (who, path, step))
                     summaries.close()
                     return {"status": "preempted", "step": step, "epoch": epoch, "best_top1": plateau.best_top1, "last": last_result}
             elapsed = max(time.time() - start, 1e-9)
