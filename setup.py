@@ -22,6 +22,8 @@ REQUIRED = [
 ]
 
 EXTRAS = {
+    # python -m benchmarks: the same network in plain PyTorch, side by side (CPU build).
+    "bench": ["torch>=2.9,<2.15"],
     # trainer.vertex: the Vertex AI SDK, and YAML job files.
     "cloud": ["google-cloud-aiplatform>=1.70,<3", "pyyaml>=6,<7"],
     "dev": [
