@@ -246,7 +246,9 @@ def run_worker(module, args, env=None, timeout=3600):
 
 def error_line(output):
     """The most telling line of a failed process's output: its last 'SomethingError: ...' line, else its last line."""
-    lines = [line.strip() for line in (output or "").strip().splitlines() if line.strip()]
+    # Installed-package paths name the machine, not the problem: keep them relative.
+    text = re.sub(r"/\S*?/site-packages/", "", output or "")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     for line in reversed(lines):
         if re.match(r"^[\w.]*(Error|Exception)\b", line):
             return line[:400]

@@ -98,6 +98,9 @@ def test_error_line_picks_the_exception():
     out = "Traceback (most recent call last):\n  File x\nValueError: expected 3. Received: 4\n  Cf. https://x\n"
     assert common.error_line(out) == "ValueError: expected 3. Received: 4"
     assert common.error_line("") == "no output"
+    # An installed package's absolute path is made relative (it names the machine).
+    failed = "Traceback\nValueError: resource x (defined @ /opt/env/lib/python3.11/site-packages/keras/src/core.py:43)"
+    assert common.error_line(failed) == "ValueError: resource x (defined @ keras/src/core.py:43)"
 
 
 def test_distribute_configurations():
