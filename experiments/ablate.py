@@ -28,6 +28,7 @@ import sys
 import time
 
 from experiments.cli import Parser, UsageError, fraction, positive_int
+from experiments.curves import epochs_to_target
 
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "ablate")
 REPORT = "report.md"
@@ -214,14 +215,6 @@ def read_curves(log_dir):
             # the per-batch ones carry a "batch/" prefix and are ignored here.
             curves["steps"] = [s for s, _ in scalars.get("top1_accuracy", [])]
     return curves
-
-
-def epochs_to_target(errors, target):
-    """The first 1-based epoch whose error is at or below `target`, or None."""
-    for epoch, error in enumerate(errors, start=1):
-        if error <= target:
-            return epoch
-    return None
 
 
 def summarize(curves, target):

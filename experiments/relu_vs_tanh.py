@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from experiments.cli import Parser, UsageError, fraction, positive_float, positive_int
+from experiments.curves import epochs_to_target
 
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "relu_vs_tanh")
 ACTIVATIONS = ("relu", "tanh")
@@ -160,14 +161,6 @@ def load_data(config):
     return x_train, y_train.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64), 10, (
         "CIFAR-10 downloaded by keras.datasets.cifar10"
     )
-
-
-def epochs_to_target(errors, target):
-    """The first 1-based epoch whose training error is at or below `target`, or None."""
-    for epoch, error in enumerate(errors, start=1):
-        if error <= target:
-            return epoch
-    return None
 
 
 def median_epochs_to_target(runs):
