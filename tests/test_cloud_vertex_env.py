@@ -7,7 +7,6 @@ the job spec and the variables Vertex AI sets from `baseOutputDirectory`
 AIP_TENSORBOARD_LOG_DIR=<base>/logs/) and its CLUSTER_SPEC (pool 0 = chief,
 pool 1 = workers). TF_CONFIG is left unset so the trainer must read CLUSTER_SPEC.
 """
-import io
 import json
 import os
 import socket
@@ -16,71 +15,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
-import pytest
-
+from test_trainer_support import write_dataset
 from trainer import vertex
 
 REPO = Path(__file__).resolve().parents[1]
-NUM_CLASSES = 3
-STORED = 72  # stored side; the trainer crops 67 (the smallest input AlexNet accepts)
-
-
-def _write_shards(out_dir):
-    """3 classes of coloured squares: 24 train / 9 validation examples in 2 + 2 shards, and metadata.json."""
-    import tensorflow as tf
-    from PIL import Image
-
-    from preprocessing import schema
-
-    rng = np.random.default_rng(0)
-    colours = [(220, 40, 40), (40, 200, 60), (50, 70, 230)]
-    synsets = ["n%08d" % (100 + i) for i in range(NUM_CLASSES)]
-    pixels = []
-    counts = {}
-    for split, per_class in (("train", 8), ("validation", 3)):
-        writers = [tf.io.TFRecordWriter(str(out_dir / schema.shard_name(split, s, 2))) for s in range(2)]
-        n = 0
-        for label in range(NUM_CLASSES):
-            for i in range(per_class):
-                img = rng.integers(0, 60, size=(STORED, STORED, 3), dtype=np.uint8)
-                img[18:54, 18:54] = colours[label]
-                pixels.append(img.reshape(-1, 3)[::11] / 255.0)
-                buf = io.BytesIO()
-                Image.fromarray(img).save(buf, format="JPEG", quality=90)
-                example = schema.make_example(buf.getvalue(), label, STORED, STORED, synsets[label], "class %d" % label, "%s_%d.JPEG" % (split, n))
-                writers[n % 2].write(schema.serialize_example(example))
-                n += 1
-        for w in writers:
-            w.close()
-        counts[split] = n
-    pix = np.concatenate(pixels)
-    cov = np.cov(pix, rowvar=False)
-    values, vectors = np.linalg.eigh(cov)
-    order = np.argsort(values)[::-1]
-    meta = {
-        "format_version": schema.METADATA_FORMAT_VERSION,
-        "num_classes": NUM_CLASSES,
-        "label_offset": 0,
-        "synsets": synsets,
-        "class_names": ["class %d" % i for i in range(NUM_CLASSES)],
-        "image_size": STORED,
-        "counts": counts,
-        "rejected": {"train": 0, "validation": 0},
-        "shards": {"train": 2, "validation": 2},
-        "rgb": {
-            "pixel_scale": "[0, 1]",
-            "mean": pix.mean(0).tolist(),
-            "std": pix.std(0).tolist(),
-            "covariance": cov.tolist(),
-            "eigenvalues": values[order].tolist(),
-            "eigenvectors": vectors[:, order].T.tolist(),
-            "pixels": int(pix.shape[0]),
-            "sampling": "every 11th pixel (test fixture)",
-        },
-        "options": {"writer": "tests/test_cloud_vertex_env.py"},
-    }
-    (out_dir / schema.METADATA_FILE).write_text(json.dumps(meta))
 
 
 def _free_ports(n):
@@ -101,7 +39,8 @@ def _tree(root):
 def test_trainer_writes_where_vertex_expects(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    _write_shards(data)
+    # 3 classes, 24 train / 9 validation examples in 2 + 2 shards, stored at 72 (crops of 67).
+    write_dataset(data, num_classes=3, train_per_class=8, val_per_class=3, size=72)
     base = tmp_path / "base"  # stands for gs://bucket/runs/TAG, the job's baseOutputDirectory
 
     spec = vertex.build_job_spec(
