@@ -177,6 +177,42 @@ def test_training_drops_remainder(data):
     assert [len(y) for y in labels] == [10, 10]  # 24 examples, batch 10: static shapes only
 
 
+@pytest.mark.parametrize(
+    "switches", [{}, {"flip": False, "pca_noise": False, "mean_subtract": False}, {"pca_noise": False, "pca_stddev": 0.3}]
+)
+def test_finish_on_device_gives_the_host_batches_exactly(data, switches):
+    # The trainer's default path: uint8 crops and each batch's draws from
+    # tf.data, finish_crops applied in the training step. Same seed, same batches.
+    directory, _, _ = data
+    common = dict(training=True, image_size=CROP, seed=3, deterministic=True, **switches)
+    host = list(input_pipeline.make_dataset(directory, "train", 8, **common).take(4))
+    device = list(input_pipeline.make_dataset(directory, "train", 8, finish_on_device=True, **common).take(4))
+    finish = tf.function(input_pipeline.finish_crops, jit_compile=True)  # as inside an XLA-compiled step
+    for (x, y), (crops, labels, flips, offsets) in zip(host, device):
+        assert crops.dtype == tf.uint8 and crops.shape == (8, CROP, CROP, 3)
+        assert flips.dtype == tf.bool and flips.shape == (8,) and offsets.shape == (8, 3)
+        for fn in (input_pipeline.finish_crops, finish):
+            finished, same_labels = fn(crops, labels, flips, offsets)
+            np.testing.assert_array_equal(same_labels.numpy(), y.numpy())
+            np.testing.assert_allclose(finished.numpy(), x.numpy(), rtol=0, atol=1e-6)
+        # numpy reference: mirror where flipped, scale, add the offset.
+        c = crops.numpy()
+        expected = np.where(flips.numpy()[:, None, None, None], c[:, :, ::-1], c) / 255.0 + offsets.numpy()[:, None, None]
+        np.testing.assert_allclose(x.numpy(), expected, rtol=0, atol=1e-5)
+        if not switches.get("flip", True):
+            assert not flips.numpy().any()
+        if switches:
+            assert switches.get("mean_subtract", True) or not offsets.numpy().any()
+    all_flips = np.concatenate([d[2].numpy() for d in device])
+    assert switches or 0 < all_flips.sum() < len(all_flips)  # some mirrored, some not
+
+
+def test_finish_on_device_is_a_training_mode(data):
+    directory, _, _ = data
+    with pytest.raises(ValueError, match="finish_on_device is a training mode"):
+        input_pipeline.make_dataset(directory, "validation", 8, training=False, image_size=CROP, finish_on_device=True)
+
+
 def test_evaluation_sees_every_example_once_with_centre_crops(data):
     directory, _, val = data
     ds = input_pipeline.make_dataset(directory, "validation", 4, training=False, image_size=CROP)

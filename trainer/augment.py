@@ -286,6 +286,54 @@ def _flip_scale_offset(images, flips, offsets):
 _flip_scale_offset_xla = tf.function(_flip_scale_offset, jit_compile=True, reduce_retracing=True)
 
 
+def batch_draws(
+    leading,
+    seed,
+    *,
+    flip,
+    pca,
+    eigenvalues,
+    eigenvectors,
+    pca_stddev,
+    rgb_mean,
+):
+    """The random part of `finish_batch`: which images to mirror, and each image's RGB offset.
+
+    Kept apart from the pixel work so the draws can be made in tf.data and the
+    pixels finished elsewhere (the train step, on the accelerator) with the same
+    values: stateless draws inside an XLA computation differ from TensorFlow's
+    kernels for the same seed.
+
+    Args:
+      leading: int tensor, the batch's shape without the last three (pixel) dimensions.
+      seed: int tensor of shape [2].
+      flip, pca, eigenvalues, eigenvectors, pca_stddev, rgb_mean: see finish_batch.
+
+    Returns:
+      (bool flips of shape `leading`, float32 offsets of shape `leading` + [3]).
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    if flip:
+        flips = tf.random.stateless_uniform(leading, seeds[0]) < 0.5  # the draws of random_flip
+    else:
+        flips = tf.zeros(leading, tf.bool)
+    # PCA noise and the mean are both one RGB offset per image.
+    offsets = tf.zeros(tf.concat([leading, [3]], axis=0), tf.float32)
+    if pca:
+        alphas = tf.random.stateless_normal(tf.concat([leading, [3]], axis=0), seeds[1], stddev=pca_stddev)
+        offsets += pca_offsets(alphas, eigenvalues, eigenvectors)  # the draws of pca_noise
+    if rgb_mean is not None:
+        offsets -= tf.constant(rgb_mean, tf.float32, shape=[3])
+    return flips, offsets
+
+
+def apply_draws(images, flips, offsets, jit_compile=True):
+    """The pixel part of `finish_batch`: uint8 images -> mirrored where `flips`,
+    scaled to [0, 1], plus `offsets` (float32, same shape)."""
+    convert = _flip_scale_offset_xla if jit_compile else _flip_scale_offset
+    return convert(tf.convert_to_tensor(images), flips, offsets)
+
+
 def finish_batch(
     images,
     labels,
@@ -303,7 +351,7 @@ def finish_batch(
 
     Runs after `batch`, so the random draws are two small ops per batch and
     the pixel work is one fused pass (XLA) over the whole batch, instead of
-    several small ops per image.
+    several small ops per image. It is `batch_draws` then `apply_draws`.
 
     Args:
       images: uint8 tensor (B, S, S, 3) (or (B, 10, S, S, 3) of evaluation views).
@@ -319,18 +367,14 @@ def finish_batch(
       (float32 images of the same shape, labels).
     """
     images = tf.convert_to_tensor(images)
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    leading = tf.shape(images)[:-3]
-    if flip:
-        flips = tf.random.stateless_uniform(leading, seeds[0]) < 0.5  # the draws of random_flip
-    else:
-        flips = tf.zeros(leading, tf.bool)
-    # PCA noise and the mean are both one RGB offset per image.
-    offsets = tf.zeros(tf.concat([leading, [3]], axis=0), tf.float32)
-    if pca:
-        alphas = tf.random.stateless_normal(tf.concat([leading, [3]], axis=0), seeds[1], stddev=pca_stddev)
-        offsets += pca_offsets(alphas, eigenvalues, eigenvectors)  # the draws of pca_noise
-    if rgb_mean is not None:
-        offsets -= tf.constant(rgb_mean, tf.float32, shape=[3])
-    convert = _flip_scale_offset_xla if jit_compile else _flip_scale_offset
-    return convert(images, flips, offsets), labels
+    flips, offsets = batch_draws(
+        tf.shape(images)[:-3],
+        seed,
+        flip=flip,
+        pca=pca,
+        eigenvalues=eigenvalues,
+        eigenvectors=eigenvectors,
+        pca_stddev=pca_stddev,
+        rgb_mean=rgb_mean,
+    )
+    return apply_draws(images, flips, offsets, jit_compile=jit_compile), labels

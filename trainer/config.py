@@ -83,6 +83,9 @@ class TrainConfig:
     dropout_rate: float = 0.5  # paper
     pca_noise: bool = True  # paper's colour augmentation
     skip_corrupt: bool = False  # fail on an undecodable record unless asked to skip (and count) it
+    # Flips, PCA noise and the mean run fused at the start of the train step, on
+    # the accelerator, on the uint8 crops tf.data decodes; True runs them in tf.data.
+    augment_on_host: bool = False
     # Speed.
     mixed_precision: str = "none"  # 'bfloat16' on TPU / recent CPUs, 'float16' with loss scaling on GPUs
     xla: bool = False  # jit_compile the step; faster on GPU/TPU, not always on CPU

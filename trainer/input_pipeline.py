@@ -5,6 +5,15 @@ order: files -> shard per input pipeline -> shuffle files -> interleave ->
 parse -> shuffle -> repeat -> check -> decode and crop -> batch -> flips,
 colour noise and mean (vectorised over the batch) -> prefetch.
 
+With `finish_on_device=True` a training pipeline stops at the uint8 crops,
+with each batch's random draws (which images to mirror, each image's RGB
+offset) beside them; the trainer applies `finish_crops` (mirror, scale,
+offset in one fused pass) at the start of its step, on the accelerator. The
+host then does only the work that must be done there (reading, decoding,
+cropping, a few random numbers per batch) and sends a quarter of the bytes
+float32 would take; the batches are the same as when the pipeline finishes
+them itself.
+
 The shards are those of `preprocessing.build_tfrecords` (feature keys from
 `preprocessing.schema`) or TensorFlow's own ImageNet shards (same keys, 1-based
 labels with 0 = background): `read_data_info` takes the class count, label
@@ -386,9 +395,48 @@ def _decode_eval(encoded, label, filename, path, index, image_size, ten_crop, up
     return augment.decode_center_crop(encoded, image_size, upscale=upscale), label
 
 
-def _finish(index, batch, seed, **kwargs):
+def _draws(info, flip, pca_noise, pca_stddev, mean_subtract):
+    """augment.batch_draws with this data set's PCA and mean: (leading shape, seed) -> (flips, offsets)."""
+    return functools.partial(
+        augment.batch_draws,
+        flip=flip,
+        pca=pca_noise,
+        eigenvalues=info.eigenvalues,
+        eigenvectors=info.eigenvectors,
+        pca_stddev=pca_stddev,
+        rgb_mean=info.rgb_mean if mean_subtract else None,
+    )
+
+
+def finish_crops(images, labels, flips, offsets, jit_compile=True):
+    """A batch of make_dataset(..., finish_on_device=True) -> the batch make_dataset
+    gives without it: mirrored where `flips`, scaled to [0, 1], plus each image's
+    RGB offset (PCA noise minus the mean), in one fused pass.
+
+    Args:
+      images: uint8 (B, S, S, 3) crops. labels: (B,). flips: bool (B,).
+      offsets: float32 (B, 3).
+      jit_compile: fuse with XLA (inside an XLA-compiled step it is part of it).
+
+    Returns:
+      (float32 images (B, S, S, 3), labels).
+    """
+    return augment.apply_draws(images, flips, offsets, jit_compile=jit_compile), labels
+
+
+def _with_draws(index, batch, seed, draws):
+    """(images, labels) -> (images, labels, flips, offsets) of this batch's seed."""
     images, labels = batch
-    return augment.finish_batch(images, labels, tf.random.experimental.stateless_fold_in(seed, index), **kwargs)
+    flips, offsets = draws(tf.shape(images)[:-3], tf.random.experimental.stateless_fold_in(seed, index))
+    return images, labels, flips, offsets
+
+
+def _finish(index, batch, seed, draws):
+    return finish_crops(*_with_draws(index, batch, seed, draws))
+
+
+def _finish_eval(images, labels, draws):
+    return finish_crops(images, labels, *draws(tf.shape(images)[:-3], tf.constant([0, 0], tf.int64)))
 
 
 def _skip_undecodable(ds, skipped):
@@ -419,6 +467,7 @@ def make_dataset(
     skip_corrupt=False,
     repeat=None,
     shuffle_buffer=None,
+    finish_on_device=False,
 ):
     """Batches of (images, labels) from the TFRecord shards of one split.
 
@@ -448,9 +497,14 @@ def make_dataset(
       repeat: number of passes; None means forever for training, once for evaluation.
       shuffle_buffer: examples in the shuffle buffer (training); None for the
         default (min(10,000, training set size)), 0 for no shuffling.
+      finish_on_device: training only: stop at the uint8 crops and add each
+        batch's draws; `finish_crops(*batch)` turns such a batch into the
+        batch this function returns without it (same seed and switches).
 
     Returns:
-      A tf.data.Dataset of (float32 images (B, S, S, 3) or (B, 10, S, S, 3), int32 labels (B,)).
+      A tf.data.Dataset of (float32 images (B, S, S, 3) or (B, 10, S, S, 3), int32 labels (B,)),
+      or with finish_on_device of (uint8 images (B, S, S, 3), int32 labels (B,), bool flips (B,),
+      float32 RGB offsets (B, 3)).
 
     Raises:
       ValueError: bad arguments; FileNotFoundError: no shards.
@@ -459,6 +513,8 @@ def make_dataset(
     _positive_int("image_size", image_size)
     if ten_crop and training:
         raise ValueError("ten_crop is an evaluation mode. Received: ten_crop=True with training=True")
+    if finish_on_device and not training:
+        raise ValueError("finish_on_device is a training mode. Received: finish_on_device=True with training=False")
     if repeat is not None:
         _positive_int("repeat", repeat)
     if shuffle_buffer is not None and (not isinstance(shuffle_buffer, int) or shuffle_buffer < 0):
@@ -507,7 +563,6 @@ def make_dataset(
     elif repeat is not None and repeat > 1:
         ds = ds.repeat(repeat)
 
-    rgb_mean = info.rgb_mean if mean_subtract else None
     # Images smaller than the crop are scaled up, unless metadata.json says
     # every stored image is at least the crop.
     upscale = not (info.image_size and info.image_size >= image_size)
@@ -527,15 +582,12 @@ def make_dataset(
         # drop_remainder: every step has the same static batch shape, which
         # strategies and XLA need.
         ds = ds.batch(per_replica, drop_remainder=True)
+        # The random draws of flips and colour noise: a few numbers per batch.
+        # finish_on_device leaves the pixel work to finish_crops in the train step.
         finish = functools.partial(
-            _finish,
+            _with_draws if finish_on_device else _finish,
             seed=tf.random.experimental.stateless_fold_in(base_seed, 1),
-            flip=flip,
-            pca=pca_noise,
-            eigenvalues=info.eigenvalues,
-            eigenvectors=info.eigenvectors,
-            pca_stddev=pca_stddev,
-            rgb_mean=rgb_mean,
+            draws=_draws(info, flip, pca_noise, pca_stddev, mean_subtract),
         )
         ds = ds.enumerate().map(_plain(finish), num_parallel_calls=AUTOTUNE)
     else:
@@ -544,16 +596,7 @@ def make_dataset(
         ds = _skip_undecodable(ds, skipped)
         # Keep the remainder: every validation example is counted once.
         ds = ds.batch(per_replica, drop_remainder=False)
-        finish = functools.partial(
-            augment.finish_batch,
-            seed=tf.constant([0, 0], tf.int64),
-            flip=False,
-            pca=False,
-            eigenvalues=info.eigenvalues,
-            eigenvectors=info.eigenvectors,
-            pca_stddev=pca_stddev,
-            rgb_mean=rgb_mean,
-        )
+        finish = functools.partial(_finish_eval, draws=_draws(info, False, False, pca_stddev, mean_subtract))
         ds = ds.map(_plain(finish), num_parallel_calls=AUTOTUNE)
     ds = ds.prefetch(AUTOTUNE)
 

@@ -33,6 +33,7 @@ import model as model_lib
 from trainer import checkpoints as ckpt_lib
 from trainer import config as config_lib
 from trainer import evaluate as eval_lib
+from trainer import input_pipeline
 from trainer import schedules
 
 
@@ -115,8 +116,14 @@ class Trainer:
 
     # ----------------------------------------------------------------- steps
 
-    def _replica_step(self, images, labels, step, stop):
+    def _replica_step(self, batch, step, stop):
         model, optimizer = self.model, self.optimizer
+        if len(batch) == 4:
+            # uint8 crops and their draws (make_dataset's finish_on_device): the
+            # flips, colour noise and mean are applied here, on this replica's device.
+            images, labels = input_pipeline.finish_crops(*batch)
+        else:
+            images, labels = batch
         with tf.GradientTape() as tape:
             logits = tf.cast(model(images, training=True), tf.float32)
             per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
@@ -149,8 +156,8 @@ class Trainer:
             totals = {k: tf.constant(0.0) for k in eval_lib.METRIC_KEYS + ("objective", "stop")}
             # Several steps per call amortise the Python and dispatch overhead.
             for i in tf.range(num_steps):
-                images, labels = next(iterator)
-                sums = strategy.run(replica_step, args=(images, labels, first_step + tf.cast(i, tf.int64), stop))
+                batch = next(iterator)
+                sums = strategy.run(replica_step, args=(batch, first_step + tf.cast(i, tf.int64), stop))
                 # Rebind the whole dict: AutoGraph carries reassigned names through the loop.
                 totals = {k: totals[k] + strategy.reduce(tf.distribute.ReduceOp.SUM, sums[k], axis=None) for k in totals}
             return totals
@@ -458,8 +465,6 @@ def _restore(trainer, path, hint=""):
 
 
 def _data_info(config):
-    from trainer import input_pipeline
-
     try:
         return input_pipeline.read_data_info(
             config.data_dir,
@@ -476,8 +481,6 @@ def _check_shards(config):
     Checked before anything is built: validation is first read after the first
     epoch, and a missing split should not cost an epoch and end in a traceback.
     """
-    from trainer import input_pipeline
-
     for split in ("validation",) if config.eval_only else ("train", "validation"):
         try:
             input_pipeline.list_shards(config.data_dir, split)
@@ -488,7 +491,6 @@ def _check_shards(config):
 def _make_datasets(config, strategy, info, seed, train=True):
     """(distributed endless training dataset or None when not `train`,
     function returning a distributed validation dataset)."""
-    from trainer import input_pipeline
 
     def train_fn(ctx):
         return input_pipeline.make_dataset(
@@ -502,6 +504,7 @@ def _make_datasets(config, strategy, info, seed, train=True):
             seed=seed,
             pca_noise=config.pca_noise,
             skip_corrupt=config.skip_corrupt,
+            finish_on_device=not config.augment_on_host,
         )
 
     def val_fn(ctx, ten_crop=False):
@@ -531,8 +534,6 @@ def _make_datasets(config, strategy, info, seed, train=True):
 
 
 def _sample_images(config, info, seed):
-    from trainer import input_pipeline
-
     ds = input_pipeline.make_dataset(config.data_dir, "train", 16, training=True, image_size=config.image_size, info=info, seed=seed, pca_noise=config.pca_noise, shuffle_buffer=64)
     for images, _ in ds.take(1):
         return images

@@ -88,6 +88,10 @@ def build_parser():
     p.add_argument("--dropout_rate", type=float)
     p.add_argument("--no_pca_noise", dest="pca_noise", action="store_false")
     p.add_argument("--skip_corrupt", action="store_true", help="skip (and count) undecodable records instead of failing")
+    p.add_argument(
+        "--augment_on_host", action="store_true",
+        help="run flips, PCA noise and mean subtraction in tf.data instead of at the start of the train step",
+    )
     p.add_argument("--mixed_precision", choices=config_lib.MIXED_PRECISION)
     p.add_argument("--xla", action="store_true")
     p.add_argument("--steps_per_call", type=int)
