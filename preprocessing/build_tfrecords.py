@@ -28,10 +28,11 @@ import sys
 import time
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options
 
-from preprocessing import demo, images, pipeline, schema, shards, sources, stats
+from preprocessing import demo, fields, images, pipeline, shards, sources, stats
 
 _PROG = "build_tfrecords"
 DEFAULT_TRAIN_SHARDS, DEFAULT_VAL_SHARDS = 1024, 128  # the TensorFlow ImageNet shard counts
@@ -283,6 +284,17 @@ def _read_failure(output_dir):
         return f.read().decode("utf-8").strip()
 
 
+def _read_metadata(output_dir):
+    """metadata.json as the job wrote it, or None. Read through Beam's
+    FileSystems (local or gs://), like every other file of the job: the job
+    never imports TensorFlow (schema.load_metadata would)."""
+    path = shards.join(output_dir, fields.METADATA_FILE)
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
 def run(argv=None, save_main_session=False):
     """Runs the job. Returns the metadata dict on success.
 
@@ -309,10 +321,10 @@ def run(argv=None, save_main_session=False):
         pipeline.build(p, cfg)
     seconds = time.time() - start
 
-    meta = schema.load_metadata(cfg.output_dir)
+    meta = _read_metadata(cfg.output_dir)
     if meta is None:
         failure = _read_failure(cfg.output_dir)
-        _fail(failure or "the job ended without writing %s" % schema.METADATA_FILE)
+        _fail(failure or "the job ended without writing %s" % fields.METADATA_FILE)
     written = meta["counts"]["train"] + meta["counts"]["validation"]
     rgb = meta["rgb"]
     print(

@@ -21,7 +21,7 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from preprocessing import images, schema, shards, sources, stats
+from preprocessing import fields, images, records, shards, sources, stats
 
 _LOG = logging.getLogger(__name__)
 _NAMESPACE = "preprocessing"
@@ -53,7 +53,7 @@ class JobConfig:
     options: dict = dataclasses.field(default_factory=dict)
 
     def num_shards(self, split):
-        return self.train_shards if split == schema.TRAIN else self.val_shards
+        return self.train_shards if split == fields.TRAIN else self.val_shards
 
 
 class ListSource(beam.DoFn):
@@ -164,14 +164,14 @@ class WriteShard(beam.DoFn):
         self._config = config
 
     def setup(self):
-        self._written = {s: Metrics.counter(_NAMESPACE, "%s_written" % s) for s in schema.SPLITS}
-        self._rejected = {s: Metrics.counter(_NAMESPACE, "%s_rejected" % s) for s in schema.SPLITS}
+        self._written = {s: Metrics.counter(_NAMESPACE, "%s_written" % s) for s in fields.SPLITS}
+        self._rejected = {s: Metrics.counter(_NAMESPACE, "%s_rejected" % s) for s in fields.SPLITS}
 
     def process(self, element, classes):
         (split, shard), items = element
         cfg = self._config
         items = sorted((item for item in items if item is not None), key=lambda item: (item[0], item[1].name))
-        path = shards.join(cfg.output_dir, schema.shard_name(split, shard, cfg.num_shards(split)))
+        path = shards.join(cfg.output_dir, fields.shard_name(split, shard, cfg.num_shards(split)))
         reader = sources.RefReader()
         written = 0
         rejected = []
@@ -193,14 +193,14 @@ class WriteShard(beam.DoFn):
                         _Progress.tick(True)
                         continue
                     synset = classes[label]
-                    example = schema.make_example(
+                    example = records.example_bytes(
                         encoded, label, height, width, synset=synset,
                         text=cfg.names.get(synset, synset), filename=ref.name,
                     )
-                    out.write(shards.frame_record(schema.serialize_example(example)))
+                    out.write(shards.frame_record(example))
                     written += 1
                     _Progress.tick(False)
-                    if split == schema.TRAIN:
+                    if split == fields.TRAIN:
                         yield beam.pvalue.TaggedOutput("moments", stats.pixel_moments(pixels, cfg.stats_stride))
         finally:
             reader.close()
@@ -227,17 +227,17 @@ class Finalize(beam.DoFn):
 
     def process(self, _, summaries, rejects, moments, classes, inputs, unmatched):
         cfg = self._config
-        splits = [s for s, src in ((schema.TRAIN, cfg.train), (schema.VALIDATION, cfg.val)) if src]
-        written = {s: 0 for s in schema.SPLITS}
+        splits = [s for s, src in ((fields.TRAIN, cfg.train), (fields.VALIDATION, cfg.val)) if src]
+        written = {s: 0 for s in fields.SPLITS}
         for split, _, count in summaries:
             written[split] += count
-        rejected = {s: 0 for s in schema.SPLITS}
+        rejected = {s: 0 for s in fields.SPLITS}
         for reject in rejects:
             rejected[reject.split] += 1
-        found = {s: 0 for s in schema.SPLITS}
+        found = {s: 0 for s in fields.SPLITS}
         for split, count in inputs:
             found[split] += count
-        for split in schema.SPLITS:
+        for split in fields.SPLITS:
             if found[split] != written[split] + rejected[split]:
                 raise RuntimeError(
                     "counts do not reconcile for %s: %d inputs != %d written + %d rejected"
@@ -266,23 +266,23 @@ class Finalize(beam.DoFn):
             yield message
             return
         metadata = {
-            "format_version": schema.METADATA_FORMAT_VERSION,
+            "format_version": fields.METADATA_FORMAT_VERSION,
             "num_classes": len(classes),
             "label_offset": 0,
             "synsets": list(classes),
             "class_names": [cfg.names.get(s, s) for s in classes],
             "image_size": cfg.image_size or None,
-            "counts": {s: written[s] for s in schema.SPLITS},
-            "rejected": {s: rejected[s] for s in schema.SPLITS},
-            "shards": {s: (cfg.num_shards(s) if s in splits else 0) for s in schema.SPLITS},
-            "inputs": {s: found[s] for s in schema.SPLITS},
-            "labels_without_images": {schema.VALIDATION: len(unmatched)},
+            "counts": {s: written[s] for s in fields.SPLITS},
+            "rejected": {s: rejected[s] for s in fields.SPLITS},
+            "shards": {s: (cfg.num_shards(s) if s in splits else 0) for s in fields.SPLITS},
+            "inputs": {s: found[s] for s in fields.SPLITS},
+            "labels_without_images": {fields.VALIDATION: len(unmatched)},
             "rejects_file": shards.REJECTS_FILE,
             "rgb": stats.rgb_statistics(moments, cfg.stats_stride),
             "options": cfg.options,
         }
         data = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
-        shards.write_bytes(shards.join(cfg.output_dir, schema.METADATA_FILE), data.encode("utf-8"))
+        shards.write_bytes(shards.join(cfg.output_dir, fields.METADATA_FILE), data.encode("utf-8"))
         yield None
 
 
@@ -298,7 +298,7 @@ def build(p, cfg):
       guard's message.
     """
     listed_refs, rejects, input_counts, flat_refs = [], [], [], []
-    for split, source in ((schema.TRAIN, cfg.train), (schema.VALIDATION, cfg.val)):
+    for split, source in ((fields.TRAIN, cfg.train), (fields.VALIDATION, cfg.val)):
         if source is None:
             continue
         tag = "[%s]" % split
@@ -321,7 +321,7 @@ def build(p, cfg):
             | "CountInputs" + tag >> beam.combiners.Count.Globally()
             | "KeyCount" + tag >> beam.Map(lambda n, split=split: (split, n))
         )
-        if split == schema.VALIDATION and cfg.val_labels is not None:
+        if split == fields.VALIDATION and cfg.val_labels is not None:
             by_class = refs | "Layout" + tag >> beam.Partition(lambda ref, _: 0 if ref.klass is None else 1, 2)
             flat_refs.append(by_class[0])
             listed_refs.append(by_class[1])
@@ -363,13 +363,13 @@ def build(p, cfg):
         )
     class_list = beam.pvalue.AsSingleton(classes)
 
-    num_shards = {s: cfg.num_shards(s) for s in schema.SPLITS}
+    num_shards = {s: cfg.num_shards(s) for s in fields.SPLITS}
     keyed = all_refs | "AssignShard" >> beam.ParDo(AssignShard(num_shards), class_list).with_outputs("reject", main="ref")
     rejects.append(keyed.reject)
     # One placeholder per shard so that shards left empty are still written:
     # readers glob `train-*-of-N` and expect N files.
     placeholders = p | "EveryShard" >> beam.Create(
-        [((split, i), None) for split, src in ((schema.TRAIN, cfg.train), (schema.VALIDATION, cfg.val)) if src
+        [((split, i), None) for split, src in ((fields.TRAIN, cfg.train), (fields.VALIDATION, cfg.val)) if src
          for i in range(num_shards[split])]
     )
     written = (

@@ -3,7 +3,8 @@
 `preprocessing.build_tfrecords` writes these features; `trainer.input_pipeline`
 parses them. Both import the constants from here so the two sides cannot drift.
 Importing this module imports TensorFlow but never Apache Beam, so the trainer
-container does not need Beam at run time.
+container does not need Beam at run time. Its names and constants come from
+`preprocessing.fields`, which imports neither (the Beam job uses that one).
 
 The keys are those of the widely used TensorFlow ImageNet shards. Those shards
 store 1-based labels with 0 = background (1001 classes); ours store 0-based
@@ -14,24 +15,30 @@ import os
 
 import tensorflow as tf
 
-# Feature keys (bytes unless noted).
-ENCODED = "image/encoded"  # JPEG bytes
-FORMAT = "image/format"  # b"JPEG"
-HEIGHT = "image/height"  # int64
-WIDTH = "image/width"  # int64
-CHANNELS = "image/channels"  # int64, always 3
-COLORSPACE = "image/colorspace"  # b"RGB"
-LABEL = "image/class/label"  # int64, 0-based index into the sorted synset list
-SYNSET = "image/class/synset"  # b"n01440764"
-TEXT = "image/class/text"  # b"tench, Tinca tinca"
-FILENAME = "image/filename"  # b"n01440764_10026.JPEG"
-
-TRAIN = "train"
-VALIDATION = "validation"
-SPLITS = (TRAIN, VALIDATION)
-
-METADATA_FILE = "metadata.json"
-METADATA_FORMAT_VERSION = 1
+# The names and constants live in the TensorFlow-free `fields` module (the
+# Beam job imports only that); they are part of this module's interface too.
+from preprocessing.fields import (  # noqa: F401  pylint: disable=unused-import
+    CHANNELS,
+    COLORSPACE,
+    ENCODED,
+    FILENAME,
+    FORMAT,
+    HEIGHT,
+    IMAGENET_EIGENVALUES,
+    IMAGENET_EIGENVECTORS,
+    IMAGENET_RGB_MEAN,
+    IMAGENET_RGB_STD,
+    LABEL,
+    METADATA_FILE,
+    METADATA_FORMAT_VERSION,
+    SPLITS,
+    SYNSET,
+    TEXT,
+    TRAIN,
+    VALIDATION,
+    WIDTH,
+    shard_name,
+)
 
 # Parsing spec for tf.io.parse_single_example / parse_example. Defaults let the
 # reader accept shards that lack the optional text fields.
@@ -95,11 +102,6 @@ def serialize_example(example):
     return example.SerializeToString(deterministic=True)
 
 
-def shard_name(split, index, num_shards):
-    """`train-00000-of-01024`, the naming of the TensorFlow ImageNet shards."""
-    return "%s-%05d-of-%05d" % (split, index, num_shards)
-
-
 def shard_glob(data_dir, split):
     return os.path.join(data_dir, "%s-*-of-*" % split)
 
@@ -137,16 +139,3 @@ def load_metadata(data_dir):
             "with this version of preprocessing.build_tfrecords." % (path, version, METADATA_FORMAT_VERSION)
         )
     return meta
-
-
-# The published ImageNet RGB PCA (pixels in [0, 1]), used when shards come
-# without metadata.json (for example TensorFlow's own ImageNet shards).
-# eigenvectors[i] belongs to eigenvalues[i].
-IMAGENET_EIGENVALUES = (0.2175, 0.0188, 0.0045)
-IMAGENET_EIGENVECTORS = (
-    (-0.5675, -0.5808, -0.5836),
-    (0.7192, -0.0045, -0.6948),
-    (0.4009, -0.8140, 0.4203),
-)
-IMAGENET_RGB_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_RGB_STD = (0.229, 0.224, 0.225)

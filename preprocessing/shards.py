@@ -16,7 +16,7 @@ import google_crc32c
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from preprocessing import schema
+from preprocessing import fields
 
 REJECTS_FILE = "rejects.tsv"
 UNMATCHED_LABELS_FILE = "labels_without_images.txt"
@@ -63,8 +63,8 @@ def write_bytes(path, data):
 def output_files(output_dir):
     """Files of this job's namespace in output_dir: metadata.json first, so
     deleting in this order never leaves a directory that looks complete."""
-    patterns = [schema.METADATA_FILE, REJECTS_FILE, UNMATCHED_LABELS_FILE, FAILED_FILE]
-    patterns += ["%s-*-of-*" % split for split in schema.SPLITS]
+    patterns = [fields.METADATA_FILE, REJECTS_FILE, UNMATCHED_LABELS_FILE, FAILED_FILE]
+    patterns += ["%s-*-of-*" % split for split in fields.SPLITS]
     found = []
     for pattern in patterns:
         result = FileSystems.match([join(output_dir, pattern)])[0]

@@ -10,10 +10,13 @@ final statistics are computed in float64 on pixels scaled to [0, 1].
 import apache_beam as beam
 import numpy as np
 
-from preprocessing import schema
+from preprocessing import fields
 
 PIXEL_SCALE = "[0, 1]"
-DEFAULT_STRIDE = 2  # every 2nd row and column: a quarter of the pixels, a third of the cost
+# Every 4th row and column: 4,096 regular-grid pixels of each 256x256 image
+# (5 billion over ImageNet's training set), at a quarter of the cost of
+# every 2nd (0.05 against 0.15-0.2 ms an image, ~5% of the job's per-image time).
+DEFAULT_STRIDE = 4
 
 
 def sampling(stride):
@@ -37,11 +40,15 @@ def pixel_moments(pixels, stride=1):
       (count, sums, gram): int, int64[3] channel sums, int64[3, 3] sum of x x^T,
       all on the 0..255 scale.
     """
-    # Channels as three contiguous float64 rows: BLAS then computes the 3x3
-    # Gram matrix about 3x faster than from the (N, 3) layout. Products of
-    # 0..255 values summed over one image stay far below 2**53, so float64 is
-    # exact here and converts to int64 without loss.
-    planes = np.asarray(pixels)[::stride, ::stride].reshape(-1, 3).T.astype(np.float64, order="C")
+    # Channels as three contiguous float64 rows, filled straight from the
+    # strided uint8 view (one pass, no intermediate copy): BLAS then computes
+    # the 3x3 Gram matrix about 3x faster than from the (N, 3) layout.
+    # Products of 0..255 values summed over one image stay far below 2**53,
+    # so float64 is exact here and converts to int64 without loss.
+    view = np.asarray(pixels)[::stride, ::stride]
+    planes = np.empty((3, view.shape[0], view.shape[1]), np.float64)
+    planes[...] = view.transpose(2, 0, 1)
+    planes = planes.reshape(3, -1)
     sums = planes.sum(axis=1).astype(np.int64)
     gram = (planes @ planes.T).astype(np.int64)
     return planes.shape[1], sums, gram
@@ -91,7 +98,7 @@ def rgb_statistics(moments, stride=1):
     order = np.argsort(values)[::-1]
     values = np.maximum(values[order], 0.0)
     vectors = vectors[:, order].T  # row i belongs to values[i]
-    for i, reference in enumerate(schema.IMAGENET_EIGENVECTORS):
+    for i, reference in enumerate(fields.IMAGENET_EIGENVECTORS):
         if float(np.dot(vectors[i], reference)) < 0:
             vectors[i] = -vectors[i]
     return {

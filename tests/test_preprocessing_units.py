@@ -11,7 +11,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 from PIL import Image
 
-from preprocessing import build_tfrecords, demo, images, sources, stats
+from preprocessing import build_tfrecords, demo, fields, images, records, schema, shards, sources, stats
 from tests import preprocessing_fixtures as fx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,6 +127,25 @@ def test_stride_takes_a_regular_grid_of_pixels():
     x = a[::2, ::2].reshape(-1, 3).astype(np.int64)
     assert count == 4 * 3 and (sums == x.sum(axis=0)).all() and (gram == x.T @ x).all()
     assert stats.sampling(1).startswith("every pixel of every training image")
+    assert stats.sampling(4).startswith("every 4th row and column (1/16 of the pixels, a regular grid)")
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(256, 256), (41, 37), (3, 300)])
+def test_sampled_moments_are_exact_integers_equal_to_numpy(stride, shape):
+    rng = np.random.default_rng(stride)
+    for pixels in (rng.integers(0, 256, shape + (3,), dtype=np.uint8), np.full(shape + (3,), 255, np.uint8)):
+        count, sums, gram = stats.pixel_moments(pixels, stride)
+        x = pixels[::stride, ::stride].reshape(-1, 3).astype(np.int64)  # the same sampled pixels, in exact integers
+        assert count == x.shape[0] == -(-shape[0] // stride) * -(-shape[1] // stride)
+        assert sums.dtype == gram.dtype == np.int64
+        np.testing.assert_array_equal(sums, x.sum(axis=0))
+        np.testing.assert_array_equal(gram, x.T @ x)
+    # A non-contiguous view (a crop) gives the moments of exactly its pixels.
+    big = rng.integers(0, 256, (60, 50, 3), dtype=np.uint8)
+    crop = big[5:45, 3:40]
+    x = crop[::stride, ::stride].reshape(-1, 3).astype(np.int64)
+    np.testing.assert_array_equal(stats.pixel_moments(crop, stride)[2], x.T @ x)
 
 
 def test_merge_order_does_not_change_the_result():
@@ -156,6 +175,76 @@ def test_eigenvectors_point_like_the_published_imagenet_ones():
     rgb = stats.rgb_statistics(moments)
     np.testing.assert_allclose(rgb["eigenvalues"], values, rtol=1e-4)
     np.testing.assert_allclose(rgb["eigenvectors"], vectors, atol=2e-3)
+
+
+# ---------------------------------------------------------------- records
+
+EXAMPLE_CASES = [
+    # (encoded, label, height, width, synset, text, filename)
+    (bytes(range(256)) * 300, 3, 256, 256, "n01440764", "tench, Tinca tinca", "n01440764_10026.JPEG"),  # 3-byte lengths
+    (b"", 0, 0, 0, "", "", ""),  # every field at its default value
+    (b"x" * 127, 999, 127, 128, b"n0", "caf\u00e9, \u00fcber", b"f.JPEG"),  # 1- and 2-byte varints, UTF-8, bytes
+    (b"y" * 128, -1, 16383, 2**40, "a", "b", "c"),  # a negative int64 takes ten bytes
+]
+
+
+@pytest.mark.parametrize("case", EXAMPLE_CASES)
+def test_hand_made_example_bytes_equal_tensorflows_and_parse_back(case):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    encoded, label, height, width, synset, text, filename = case
+    made = records.example_bytes(encoded, label, height, width, synset=synset, text=text, filename=filename)
+    reference = schema.serialize_example(
+        schema.make_example(encoded, label, height, width, synset=synset, text=text, filename=filename)
+    )
+    assert made == reference  # byte for byte: shards stay identical to the TensorFlow-made ones
+    parsed = {k: v.numpy() for k, v in tf.io.parse_single_example(made, schema.FEATURE_SPEC).items()}
+    as_bytes = lambda v: v.encode("utf-8") if isinstance(v, str) else v  # noqa: E731
+    assert parsed == {
+        schema.ENCODED: encoded, schema.FORMAT: b"JPEG", schema.HEIGHT: height, schema.WIDTH: width,
+        schema.CHANNELS: 3, schema.COLORSPACE: b"RGB", schema.LABEL: label, schema.SYNSET: as_bytes(synset),
+        schema.TEXT: as_bytes(text), schema.FILENAME: as_bytes(filename),
+    }
+
+
+def test_record_framing_equals_tfrecordwriter(tmp_path):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    payloads = [records.example_bytes(*case[:4]) for case in EXAMPLE_CASES] + [b"", b"z" * 70000]
+    with tf.io.TFRecordWriter(str(tmp_path / "tf.tfrecord")) as writer:
+        for payload in payloads:
+            writer.write(payload)
+    assert b"".join(shards.frame_record(p) for p in payloads) == (tmp_path / "tf.tfrecord").read_bytes()
+
+
+def test_schema_reexports_the_tensorflow_free_fields():
+    public = [name for name in vars(fields) if not name.startswith("_")]
+    assert {"ENCODED", "LABEL", "TRAIN", "SPLITS", "METADATA_FILE", "shard_name", "IMAGENET_EIGENVECTORS"} <= set(public)
+    for name in public:
+        assert getattr(schema, name) is getattr(fields, name), name
+
+
+def test_the_job_runs_without_importing_tensorflow(tmp_path):
+    """Worker processes import the job's modules; TensorFlow would add seconds to each one's start-up."""
+    train = tmp_path / "in" / "n01440764"
+    train.mkdir(parents=True)
+    (train / "a.JPEG").write_bytes(fx.encode(fx.noise_image(np.random.default_rng(0), "RGB", 48, 40), "JPEG"))
+    code = (
+        "import sys\n"
+        "from preprocessing import build_tfrecords\n"
+        "meta = build_tfrecords.run(['--train_dir', sys.argv[1], '--output_dir', sys.argv[2], '--train_shards', '1',"
+        " '--image_size', '32', '--direct_running_mode', 'in_memory', '--direct_num_workers', '1'])\n"
+        "assert meta['counts']['train'] == 1, meta\n"
+        "loaded = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.'))\n"
+        "print('tensorflow modules:', len(loaded))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "in"), str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tensorflow modules: 0" in result.stdout
+    assert (tmp_path / "out" / "train-00000-of-00001").stat().st_size > 0
 
 
 # ---------------------------------------------------------------- label files
