@@ -142,23 +142,34 @@ def keras_step_rates(model, batch_size, image_size, num_classes, warmup, repeats
 
 
 def compile_alexnet(model, jit_compile):
-    """Compiles `model` with the paper's optimizer: SGD, lr 0.01, momentum 0.9, logits loss."""
+    """Compiles `model` with the trainer's optimizer (trainer.loop.build_optimizer):
+    SGD, lr 0.01, momentum 0.9, the paper's coupled weight decay 5e-4 applied to
+    the kernels in the update (trainer.optimizer.PaperSGD), logits loss. Build the
+    model with weight_decay=0 (`paper_alexnet`), or it would decay twice."""
     import keras  # pylint: disable=import-outside-toplevel
 
+    from trainer.optimizer import PaperSGD  # pylint: disable=import-outside-toplevel
+
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+        optimizer=PaperSGD(learning_rate=0.01, momentum=0.9, l2=5e-4),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=jit_compile,
     )
     return model
 
 
+def paper_alexnet(num_classes, image_size, jit_compile=False, lrn=True):
+    """`model.build_alexnet` compiled as the trainer trains it (see `compile_alexnet`)."""
+    from model import build_alexnet  # pylint: disable=import-outside-toplevel
+
+    model = build_alexnet(num_classes, image_size=image_size, lrn=lrn, weight_decay=0.0)
+    return compile_alexnet(model, jit_compile)
+
+
 def run_keras(args):
     """The Keras worker's measurements (see `main`)."""
     import keras  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    from model import build_alexnet  # pylint: disable=import-outside-toplevel
 
     # A CPU-to-CPU comparison with the PyTorch CPU build: GPUs, if any, belong to the distribute stage.
     tf.config.set_visible_devices([], "GPU")
@@ -181,8 +192,7 @@ def run_keras(args):
     }
     for batch_size in args.batch_sizes:
         keras.utils.clear_session()
-        model = compile_alexnet(build_alexnet(args.num_classes, image_size=args.image_size, lrn=not args.no_lrn),
-                                args.jit_compile)  # fmt: skip
+        model = paper_alexnet(args.num_classes, args.image_size, args.jit_compile, lrn=not args.no_lrn)
         result["batches"][str(batch_size)] = keras_step_rates(
             model, batch_size, args.image_size, args.num_classes, args.warmup, args.repeats, args.steps
         )
@@ -404,7 +414,7 @@ def render(stage):
     best = ceiling(stage)
     out = ["### Training step\n"]
     out.append(
-        "AlexNet (single tower, LRN, dropout, %d classes), %dx%d inputs, SGD momentum 0.9, one fixed batch in "
+        "AlexNet (single tower, LRN, dropout, %d classes), %dx%d inputs, SGD momentum 0.9 and weight decay 5e-4 on the weights in the update (both frameworks; Keras: the trainer's PaperSGD), one fixed batch in "
         "memory. Images/s: median (min-max) of %d timed runs of %d steps after %d warm-up run(s). "
         "Training cost: %.2f GFLOP per image (%d forward MACs x 2 x 3; %.2f GFLOP without conv1's data gradient).\n"
         % (settings["num_classes"], settings["image_size"], settings["image_size"], settings["repeats"],

@@ -4,12 +4,13 @@ Keras `fit` fails under MultiWorkerMirroredStrategy in Keras 3.15
 (keras-team/keras#20585), so training is `strategy.run` inside a tf.function:
 
   loss = mean cross-entropy over the GLOBAL batch (tf.nn.compute_average_loss)
-       + sum(model.losses) / num_replicas (tf.nn.scale_regularization_loss)
 
 Each replica's gradient is of its share of that loss; the optimizer sums the
 replicas' gradients, which gives exactly the gradient of the global-batch loss.
-The kernels' L2 terms (model.build_alexnet) make weight decay the paper's
-coupled kind under plain SGD with momentum 0.9.
+The paper's coupled weight decay is in the optimizer (trainer.optimizer.PaperSGD
+adds 0.0005 * w to each kernel's gradient): the same update as an L2 term in
+the loss, without the five passes over the weights that term costs each step.
+The reported objective still includes (0.0005 / 2) * ||w||^2.
 
 An epoch is `steps_per_epoch` steps of an endlessly repeated training set,
 followed by validation, the learning-rate schedule, TensorBoard summaries and a
@@ -34,6 +35,7 @@ from trainer import checkpoints as ckpt_lib
 from trainer import config as config_lib
 from trainer import evaluate as eval_lib
 from trainer import input_pipeline
+from trainer import optimizer as optimizer_lib
 from trainer import schedules
 
 
@@ -61,18 +63,14 @@ def build_model(config, num_classes):
         lrn=config.lrn,
         overlapping_pool=config.overlapping_pool,
         dropout_rate=config.dropout_rate,
-        weight_decay=config.weight_decay,
+        weight_decay=0.0,  # applied by the optimizer (build_optimizer), the cheaper way
         init=config.init,
     )
 
 
 def build_optimizer(config, learning_rate):
-    """SGD with momentum (paper), wrapped for loss scaling under float16.
-
-    No `weight_decay=` here: that would be decoupled decay on top of the
-    coupled L2 term the model already adds to the loss.
-    """
-    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum)
+    """SGD with momentum and the paper's coupled weight decay, wrapped for loss scaling under float16."""
+    optimizer = optimizer_lib.PaperSGD(learning_rate=learning_rate, momentum=config.momentum, l2=config.weight_decay)
     if config.mixed_precision == "float16":
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -136,11 +134,14 @@ class Trainer:
                 loss = tf.where(tf.equal(step, self.config.debug_nan_at_step), tf.constant(np.nan, tf.float32), loss)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
+        # The weight-decay term of the objective, for the report only: PaperSGD
+        # applies its gradient, and it is read before this step's update.
+        penalty = optimizer_lib.l2_penalty(model.trainable_variables, self.config.weight_decay)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         sums = eval_lib.batch_sums(logits, labels, self.num_classes)
-        # Report the full objective (mean over the global batch, reg included) summed
-        # over replicas: each replica's `loss` is already its share of it.
-        sums["objective"] = loss
+        # Report the full objective (mean over the global batch, weight decay included)
+        # summed over replicas: each replica's share is 1 / num_replicas of it.
+        sums["objective"] = loss + tf.nn.scale_regularization_loss(penalty)
         # This process's stop request; summed over every replica of every worker.
         sums["stop"] = tf.identity(stop)  # a tensor of its own per replica (an input is not per-replica)
         return sums
