@@ -211,8 +211,25 @@ class WriteShard(beam.DoFn):
         yield split, shard, written
 
 
-def _sorted_classes(names):
-    return tuple(sorted(set(names)))
+class ClassListCombineFn(beam.CombineFn):
+    """Refs -> the sorted tuple of their distinct classes (None = flat, skipped)."""
+
+    def create_accumulator(self):
+        return set()
+
+    def add_input(self, accumulator, ref):
+        if ref.klass is not None:
+            accumulator.add(ref.klass)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = set()
+        for accumulator in accumulators:
+            merged |= accumulator
+        return merged
+
+    def extract_output(self, accumulator):
+        return tuple(sorted(accumulator))
 
 
 class Finalize(beam.DoFn):
@@ -307,20 +324,22 @@ def build(p, cfg):
             | "Source" + tag >> beam.Create([source])
             | "List" + tag >> beam.ParDo(ListSource(split)).with_outputs("nested", "reject", main="ref")
         )
-        inner = (
-            listed.nested
-            # One inner class tar per worker task instead of all on the lister.
-            | "SpreadInnerTars" + tag >> beam.Reshuffle()
-            | "ListInnerTars" + tag >> beam.ParDo(ListInnerTar(split)).with_outputs("reject", main="ref")
-        )
-        refs = (listed.ref, inner.ref) | "AllRefs" + tag >> beam.Flatten()
-        rejects += [listed.reject, inner.reject]
-        input_counts.append(
-            (refs, listed.reject, inner.reject)
-            | "Inputs" + tag >> beam.Flatten()
-            | "CountInputs" + tag >> beam.combiners.Count.Globally()
-            | "KeyCount" + tag >> beam.Map(lambda n, split=split: (split, n))
-        )
+        if source[1] == "tar":
+            inner = (
+                listed.nested
+                # One inner class tar per worker task instead of all on the lister.
+                | "SpreadInnerTars" + tag >> beam.Reshuffle()
+                | "ListInnerTars" + tag >> beam.ParDo(ListInnerTar(split)).with_outputs("reject", main="ref")
+            )
+            refs = (listed.ref, inner.ref) | "AllRefs" + tag >> beam.Flatten()
+            rejects += [listed.reject, inner.reject]
+            input_counts += [refs, listed.reject, inner.reject]
+        else:
+            # Folders hold no inner tars: no shuffle stage for them (each stage
+            # is start-up time the job pays even on a few images).
+            refs = listed.ref
+            rejects.append(listed.reject)
+            input_counts += [refs, listed.reject]
         if split == fields.VALIDATION and cfg.val_labels is not None:
             by_class = refs | "Layout" + tag >> beam.Partition(lambda ref, _: 0 if ref.klass is None else 1, 2)
             flat_refs.append(by_class[0])
@@ -352,15 +371,7 @@ def build(p, cfg):
     else:
         # Without --synsets the classes are the training input's class folders
         # (or inner class tars), sorted: the standard ImageNet label order.
-        first = listed_refs[0]
-        classes = (
-            first
-            | "ClassNames" >> beam.Map(lambda ref: ref.klass)
-            | "HasClass" >> beam.Filter(lambda klass: klass is not None)
-            | "DistinctClasses" >> beam.Distinct()
-            | "ClassNameList" >> beam.combiners.ToList()
-            | "SortClasses" >> beam.Map(_sorted_classes)
-        )
+        classes = listed_refs[0] | "ClassList" >> beam.CombineGlobally(ClassListCombineFn())
     class_list = beam.pvalue.AsSingleton(classes)
 
     num_shards = {s: cfg.num_shards(s) for s in fields.SPLITS}
@@ -381,23 +392,26 @@ def build(p, cfg):
     rejects.append(written.reject)
     moments = written.moments | "RgbMoments" >> beam.CombineGlobally(stats.RgbMomentsCombineFn())
 
-    all_rejects = rejects | "Rejects" >> beam.Flatten() | "RejectList" >> beam.combiners.ToList()
-    unmatched_list = (
-        (unmatched or [p | "NoUnmatched" >> beam.Create([])])
-        | "Unmatched" >> beam.Flatten()
-        | "UnmatchedList" >> beam.combiners.ToList()
+    all_rejects = rejects | "Rejects" >> beam.Flatten()
+    unmatched_keys = (unmatched or [p | "NoUnmatched" >> beam.Create([])]) | "Unmatched" >> beam.Flatten()
+    # One count per split of every input (refs and rejects both carry .split):
+    # a per-key count needs no default-value stage, unlike Count.Globally.
+    counts = (
+        input_counts
+        | "Inputs" >> beam.Flatten()
+        | "InputSplit" >> beam.Map(lambda item: item.split)
+        | "CountInputs" >> beam.combiners.Count.PerElement()
     )
-    counts = input_counts | "InputCounts" >> beam.Flatten()
     return (
         p
         | "Finish" >> beam.Create([None])
         | "Finalize" >> beam.ParDo(
             Finalize(lean),
             summaries=beam.pvalue.AsList(written.summary),
-            rejects=beam.pvalue.AsSingleton(all_rejects),
+            rejects=beam.pvalue.AsList(all_rejects),
             moments=beam.pvalue.AsSingleton(moments),
             classes=class_list,
             inputs=beam.pvalue.AsList(counts),
-            unmatched=beam.pvalue.AsSingleton(unmatched_list),
+            unmatched=beam.pvalue.AsList(unmatched_keys),
         )
     )
