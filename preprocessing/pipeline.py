@@ -156,8 +156,10 @@ class _Progress:
 class WriteShard(beam.DoFn):
     """Reads, converts and writes every example of one shard, in hash order.
 
-    Emits a summary (split, shard, written) and, tagged, the RGB moments of each
-    training image and a Reject for each input that cannot become an example.
+    Emits a summary (split, shard, written) and, tagged, the summed RGB moments
+    of the shard's training images (one element per shard, not per image: the
+    per-image sums are exact integers, so where they are added up does not
+    change the result) and a Reject for each input that cannot become an example.
     """
 
     def __init__(self, config):
@@ -175,6 +177,7 @@ class WriteShard(beam.DoFn):
         reader = sources.RefReader()
         written = 0
         rejected = []
+        moments = stats.RgbMomentsCombineFn().create_accumulator() if split == fields.TRAIN else None
         try:
             with shards.create(path) as out:
                 for _, ref, label in items:
@@ -200,10 +203,12 @@ class WriteShard(beam.DoFn):
                     out.write(shards.frame_record(example))
                     written += 1
                     _Progress.tick(False)
-                    if split == fields.TRAIN:
-                        yield beam.pvalue.TaggedOutput("moments", stats.pixel_moments(pixels, cfg.stats_stride))
+                    if moments is not None:
+                        moments = stats.add_moments(moments, stats.pixel_moments(pixels, cfg.stats_stride))
         finally:
             reader.close()
+        if moments is not None and moments[0]:
+            yield beam.pvalue.TaggedOutput("moments", moments)
         self._written[split].inc(written)
         self._rejected[split].inc(len(rejected))
         for reject in rejected:
@@ -295,7 +300,7 @@ class Finalize(beam.DoFn):
             "inputs": {s: found[s] for s in fields.SPLITS},
             "labels_without_images": {fields.VALIDATION: len(unmatched)},
             "rejects_file": shards.REJECTS_FILE,
-            "rgb": stats.rgb_statistics(moments, cfg.stats_stride),
+            "rgb": stats.rgb_statistics(moments, cfg.stats_stride) if moments is not None else None,
             "options": cfg.options,
         }
         data = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
@@ -347,7 +352,7 @@ def build(p, cfg):
         else:
             listed_refs.append(refs)
 
-    unmatched = []
+    unmatched = []  # at most one PCollection: flat validation labels without an image
     if flat_refs:
         labels = p | "ValLabels" >> beam.Create(sorted(cfg.val_labels.items()))
         joined = (
@@ -371,17 +376,21 @@ def build(p, cfg):
     else:
         # Without --synsets the classes are the training input's class folders
         # (or inner class tars), sorted: the standard ImageNet label order.
-        classes = listed_refs[0] | "ClassList" >> beam.CombineGlobally(ClassListCombineFn())
-    class_list = beam.pvalue.AsSingleton(classes)
+        classes = listed_refs[0] | "ClassList" >> beam.CombineGlobally(ClassListCombineFn()).without_defaults()
+    # without_defaults + a default here: Beam's own default for an empty input
+    # costs two extra stages (start-up time on every run).
+    class_list = beam.pvalue.AsSingleton(classes, default_value=())
 
     num_shards = {s: cfg.num_shards(s) for s in fields.SPLITS}
     keyed = all_refs | "AssignShard" >> beam.ParDo(AssignShard(num_shards), class_list).with_outputs("reject", main="ref")
     rejects.append(keyed.reject)
     # One placeholder per shard so that shards left empty are still written:
     # readers glob `train-*-of-N` and expect N files.
+    # (No reshuffle after Create: the GroupByKey right after spreads them anyway.)
     placeholders = p | "EveryShard" >> beam.Create(
         [((split, i), None) for split, src in ((fields.TRAIN, cfg.train), (fields.VALIDATION, cfg.val)) if src
-         for i in range(num_shards[split])]
+         for i in range(num_shards[split])],
+        reshuffle=False,
     )
     written = (
         (keyed.ref, placeholders)
@@ -390,10 +399,9 @@ def build(p, cfg):
         | "WriteShard" >> beam.ParDo(WriteShard(lean), class_list).with_outputs("moments", "reject", main="summary")
     )
     rejects.append(written.reject)
-    moments = written.moments | "RgbMoments" >> beam.CombineGlobally(stats.RgbMomentsCombineFn())
+    moments = written.moments | "RgbMoments" >> beam.CombineGlobally(stats.RgbMomentsCombineFn()).without_defaults()
 
     all_rejects = rejects | "Rejects" >> beam.Flatten()
-    unmatched_keys = (unmatched or [p | "NoUnmatched" >> beam.Create([])]) | "Unmatched" >> beam.Flatten()
     # One count per split of every input (refs and rejects both carry .split):
     # a per-key count needs no default-value stage, unlike Count.Globally.
     counts = (
@@ -409,9 +417,9 @@ def build(p, cfg):
             Finalize(lean),
             summaries=beam.pvalue.AsList(written.summary),
             rejects=beam.pvalue.AsList(all_rejects),
-            moments=beam.pvalue.AsSingleton(moments),
+            moments=beam.pvalue.AsSingleton(moments, default_value=None),  # None: no training image
             classes=class_list,
             inputs=beam.pvalue.AsList(counts),
-            unmatched=beam.pvalue.AsList(unmatched_keys),
+            unmatched=beam.pvalue.AsList(unmatched[0]) if unmatched else (),
         )
     )

@@ -37,46 +37,49 @@ def _delimited(tag, payload):
     return tag + _varint(len(payload)) + payload
 
 
-def _bytes_feature(value):
-    return _delimited(_TAG_1, _delimited(_TAG_1, value))
+def _key_field(key):
+    return _delimited(_TAG_1, key.encode("utf-8"))
 
 
-def _int64_feature(value):
-    return _delimited(_TAG_3, _delimited(_TAG_1, _varint(int(value))))
+def _entry(key_field, feature):
+    """One map entry {key, value: feature}, as Features.feature field 1."""
+    return _delimited(_TAG_1, key_field + _delimited(_TAG_2, feature))
 
 
-def _entry(key, feature):
-    return _delimited(_TAG_1, _delimited(_TAG_1, key.encode("utf-8")) + _delimited(_TAG_2, feature))
+def _int64_entry(key_field, value):
+    return _entry(key_field, _delimited(_TAG_3, _delimited(_TAG_1, _varint(int(value)))))
 
 
-def _bytes_entry_head(key, length):
+def _bytes_entry_head(key_field, length):
     """Everything of a bytes entry before its `length` bytes of value, so the
-    (large) JPEG bytes are copied once, into the final record, not per layer."""
-    key = _delimited(_TAG_1, key.encode("utf-8"))
+    value (the JPEG) is copied once, into the final record, not once per layer."""
     inner = _TAG_1 + _varint(length)  # BytesList.value
     feature = _TAG_1 + _varint(len(inner) + length)  # Feature.bytes_list
-    value = _TAG_2 + _varint(len(feature) + len(inner) + length)  # entry value
-    return _TAG_1 + _varint(len(key) + len(value) + len(feature) + len(inner) + length) + key + value + feature + inner
+    value = _TAG_2 + _varint(len(feature) + len(inner) + length)  # the entry's value
+    return _TAG_1 + _varint(len(key_field) + len(value) + len(feature) + len(inner) + length) + key_field + value + feature + inner
+
+
+def _bytes_entry(key_field, value):
+    return _bytes_entry_head(key_field, len(value)) + value
 
 
 def _utf8(value):
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
-# Entries that are the same in every example, encoded once.
-_CONSTANT = {
-    fields.FORMAT: _entry(fields.FORMAT, _bytes_feature(b"JPEG")),
-    fields.CHANNELS: _entry(fields.CHANNELS, _int64_feature(3)),
-    fields.COLORSPACE: _entry(fields.COLORSPACE, _bytes_feature(b"RGB")),
-}
-# Deterministic protobuf serialisation orders map entries by key.
-_ORDER = tuple(
-    sorted(
-        (fields.ENCODED, fields.FORMAT, fields.HEIGHT, fields.WIDTH, fields.CHANNELS, fields.COLORSPACE,
-         fields.LABEL, fields.SYNSET, fields.TEXT, fields.FILENAME),
-        key=lambda key: key.encode("utf-8"),
-    )
+# Deterministic protobuf serialisation writes map entries sorted by key; this
+# is that order (checked below), spelled out so example_bytes is straight-line code.
+_ORDER = (fields.CHANNELS, fields.LABEL, fields.SYNSET, fields.TEXT, fields.COLORSPACE, fields.ENCODED,
+          fields.FILENAME, fields.FORMAT, fields.HEIGHT, fields.WIDTH)
+if list(_ORDER) != sorted(_ORDER, key=lambda key: key.encode("utf-8")):
+    raise AssertionError("records._ORDER must list the feature keys in sorted order. Received: %r" % (_ORDER,))
+_LABEL, _SYNSET, _TEXT, _ENCODED, _FILENAME, _HEIGHT, _WIDTH = map(
+    _key_field, (fields.LABEL, fields.SYNSET, fields.TEXT, fields.ENCODED, fields.FILENAME, fields.HEIGHT, fields.WIDTH)
 )
+# Entries that are the same in every example, encoded once.
+_CHANNELS_ENTRY = _int64_entry(_key_field(fields.CHANNELS), 3)
+_COLORSPACE_ENTRY = _bytes_entry(_key_field(fields.COLORSPACE), b"RGB")
+_FORMAT_ENTRY = _bytes_entry(_key_field(fields.FORMAT), b"JPEG")
 
 
 def example_bytes(encoded, label, height, width, synset="", text="", filename=""):
@@ -93,18 +96,21 @@ def example_bytes(encoded, label, height, width, synset="", text="", filename=""
       same arguments.
     """
     encoded = _utf8(encoded)
-    entries = dict(_CONSTANT)
-    entries[fields.HEIGHT] = _entry(fields.HEIGHT, _int64_feature(height))
-    entries[fields.WIDTH] = _entry(fields.WIDTH, _int64_feature(width))
-    entries[fields.LABEL] = _entry(fields.LABEL, _int64_feature(label))
-    entries[fields.SYNSET] = _entry(fields.SYNSET, _bytes_feature(_utf8(synset)))
-    entries[fields.TEXT] = _entry(fields.TEXT, _bytes_feature(_utf8(text)))
-    entries[fields.FILENAME] = _entry(fields.FILENAME, _bytes_feature(_utf8(filename)))
-    parts = []
-    for key in _ORDER:
-        if key == fields.ENCODED:
-            parts += [_bytes_entry_head(key, len(encoded)), encoded]
-        else:
-            parts.append(entries[key])
-    size = sum(len(part) for part in parts)
-    return b"".join([_TAG_1, _varint(size)] + parts)
+    parts = [
+        _CHANNELS_ENTRY,
+        _int64_entry(_LABEL, label),
+        _bytes_entry(_SYNSET, _utf8(synset)),
+        _bytes_entry(_TEXT, _utf8(text)),
+        _COLORSPACE_ENTRY,
+        _bytes_entry_head(_ENCODED, len(encoded)),
+        encoded,
+        _bytes_entry(_FILENAME, _utf8(filename)),
+        _FORMAT_ENTRY,
+        _int64_entry(_HEIGHT, height),
+        _int64_entry(_WIDTH, width),
+    ]
+    size = 0
+    for part in parts:
+        size += len(part)
+    parts[:0] = [_TAG_1, _varint(size)]  # Example.features
+    return b"".join(parts)

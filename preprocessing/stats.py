@@ -54,15 +54,24 @@ def pixel_moments(pixels, stride=1):
     return planes.shape[1], sums, gram
 
 
+def add_moments(accumulator, moments):
+    """accumulator + moments, both (count, sums, gram); updates the arrays of
+    `accumulator` in place (it must be one of create_accumulator's)."""
+    count, sums, gram = accumulator
+    sums += moments[1]
+    gram += moments[2]
+    return count + moments[0], sums, gram
+
+
 class RgbMomentsCombineFn(beam.CombineFn):
-    """Sums per-image `pixel_moments` into one (count, sums, gram) accumulator."""
+    """Sums `pixel_moments` (of images, or already summed over several) into
+    one (count, sums, gram) accumulator."""
 
     def create_accumulator(self):
         return 0, np.zeros(3, np.int64), np.zeros((3, 3), np.int64)
 
     def add_input(self, accumulator, moments):
-        count, sums, gram = accumulator
-        return count + moments[0], sums + moments[1], gram + moments[2]
+        return add_moments(accumulator, moments)
 
     def merge_accumulators(self, accumulators):
         count, sums, gram = self.create_accumulator()

@@ -323,3 +323,15 @@ def test_imagenette_style_class_folders_for_both_splits(clean, tmp_path):
     for row in rows:
         assert row[schema.SYNSET] == clean["expected"][schema.TRAIN][row[schema.FILENAME]]
         assert row[schema.LABEL] == fx.TRAIN_CLASSES.index(row[schema.SYNSET])
+
+
+def test_validation_only_job_has_no_rgb_statistics(clean, tmp_path):
+    # No training images: no RGB moments at all (metadata "rgb": null), not zeros.
+    meta = _run(tmp_path / "out", "--val_dir", clean["val_dir"], "--val_labels", clean["gt"],
+                "--devkit_classes", clean["devkit"], "--synsets", clean["synsets"], "--val_shards", 2, "--image_size", 32)
+    assert meta["rgb"] is None
+    assert meta["counts"] == {"train": 0, "validation": 6} and meta["shards"] == {"train": 0, "validation": 2}
+    assert meta["synsets"] == fx.SYNSETS and meta["labels_without_images"] == {"validation": 0}
+    rows = [r for rows in fx.read_records(tmp_path / "out", schema.VALIDATION).values() for r in rows]
+    assert sorted(r[schema.FILENAME] for r in rows) == sorted(clean["expected"][schema.VALIDATION])
+    assert not list((tmp_path / "out").glob("train-*"))
