@@ -41,6 +41,7 @@ RESUME_FREE_FIELDS = frozenset(
         "demo_val_per_class",
         "skip_corrupt",
         "val_steps",
+        "augment_on_host",  # the same batches either way (tested)
     }
 )
 
