@@ -21,8 +21,13 @@ _TAG_2 = b"\x12"  # field 2: the map entry's value
 _TAG_3 = b"\x1a"  # field 3: Feature.int64_list
 
 
+_SMALL = tuple(bytes((i,)) for i in range(0x80))  # one-byte varints: most lengths here
+
+
 def _varint(value):
     """Base-128 varint; negative int64 values take ten bytes (two's complement)."""
+    if 0 <= value < 0x80:
+        return _SMALL[value]
     if value < 0:
         value += 1 << 64
     out = bytearray()
