@@ -39,10 +39,14 @@ DEFAULT_TRAIN_SHARDS, DEFAULT_VAL_SHARDS = 1024, 128  # the TensorFlow ImageNet 
 DEMO_TRAIN_SHARDS, DEMO_VAL_SHARDS = 8, 2  # ~160 demo images a shard, not 1024 nearly empty shards
 DEMO_SOURCE = "source"  # demo inputs go to OUTPUT/source/, outside the shard namespace
 # From this many input images on, the default local runner uses one worker
-# process per core; below it, one in-process worker finishes sooner. Measured
-# on 2 cores (benchmarks/preprocessing.py, 400x350 JPEGs): the two worker
-# processes start in 15 to 29 s (11 CPU-s) against 1 to 3 s in-process, and
-# convert about 1.45x faster once running: break-even near 9,000 images.
+# process per core; below it, one in-process worker, which converts the most
+# images per CPU-second. Measured on 2 cores (benchmarks/preprocessing.py,
+# 3,000 400x350 JPEGs), since the job stopped importing TensorFlow: the two
+# worker processes start in about 2.5 s (3.7 CPU-s) against 0.5 s in-process,
+# then convert about 1.65x faster on the wall clock, but at 0.7x the images
+# per CPU-second (records travel between the runner and its workers). So on
+# an idle machine they finish first from about 2,000 images on; below 10,000
+# the default keeps to one core at full efficiency.
 PROCESSES_FROM_IMAGES = 10_000
 
 
@@ -120,11 +124,11 @@ def _beam_options(beam_args, estimated_images):
 
     The default is Beam's FnApiRunner (never the DirectRunner: it tries to
     download the Prism binary). Large inputs get one worker process per core;
-    small ones one in-process worker, because each worker process pays a fixed
-    start-up (Python, Beam and TensorFlow imports: 10 to 30 s measured on a
-    loaded 2-core machine) that a few thousand images never win back (see
-    benchmarks/preprocessing.py). --direct_running_mode/--direct_num_workers
-    override the choice.
+    small ones one in-process worker, because worker processes pay a fixed
+    start-up (Python and Beam imports, about 2.5 s on 2 cores) and move every
+    record between processes, so they convert fewer images per CPU-second (see
+    PROCESSES_FROM_IMAGES and benchmarks/preprocessing.py).
+    --direct_running_mode/--direct_num_workers override the choice.
     """
     args = list(beam_args)
     given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
