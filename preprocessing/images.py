@@ -129,7 +129,32 @@ def encode_jpeg(img, quality):
     return buf.getvalue()
 
 
-def process_image(data, image_size, quality=DEFAULT_JPEG_QUALITY, max_pixels=DEFAULT_MAX_PIXELS):
+def sample_grid(img, stride):
+    """The pixels of rows and columns 0, stride, 2*stride, ... of an RGB image.
+
+    Equal to np.asarray(img)[::stride, ::stride], without copying the whole
+    image out of Pillow first (at stride 4, a third of the time): an affine
+    nearest-neighbour transform reads exactly those pixels (Pillow samples at
+    pixel centres, so the offset 0.5 - stride / 2 lands in the middle of
+    pixel stride * x, safe from rounding).
+
+    Args:
+      img: an RGB PIL.Image.
+      stride: 1 for every pixel, 2 for every 2nd row and column, and so on.
+
+    Returns:
+      A uint8 array of shape (ceil(H / stride), ceil(W / stride), 3).
+    """
+    if stride == 1:
+        return np.asarray(img, dtype=np.uint8)
+    width, height = img.size
+    offset = 0.5 - stride / 2.0
+    size = (-(-width // stride), -(-height // stride))
+    grid = img.transform(size, Image.AFFINE, (stride, 0, offset, 0, stride, offset), Image.NEAREST)
+    return np.asarray(grid, dtype=np.uint8)
+
+
+def process_image(data, image_size, quality=DEFAULT_JPEG_QUALITY, max_pixels=DEFAULT_MAX_PIXELS, sample_stride=1):
     """Turns the bytes of any image file into a stored RGB JPEG.
 
     Args:
@@ -139,10 +164,13 @@ def process_image(data, image_size, quality=DEFAULT_JPEG_QUALITY, max_pixels=DEF
         already an RGB JPEG, so nothing is lost to re-encoding).
       quality: JPEG quality of re-encoded images.
       max_pixels: images with more pixels are rejected before decoding.
+      sample_stride: which of the encoded pixels to return (for the RGB
+        statistics): 1 for all, s for rows and columns 0, s, 2s, ..., 0 for
+        none (pixels is then None).
 
     Returns:
       (jpeg_bytes, height, width, pixels) where pixels is the HxWx3 uint8 array
-      that was encoded (for the RGB statistics).
+      that was encoded, or with sample_stride s its [::s, ::s] grid.
 
     Raises:
       ImageRejected: the bytes cannot become an example.
@@ -162,9 +190,10 @@ def process_image(data, image_size, quality=DEFAULT_JPEG_QUALITY, max_pixels=DEF
         out = resize_and_crop(rgb, image_size)
     except Exception as err:
         raise ImageRejected("cannot convert %s image (%s)" % (source_mode, err)) from err
-    pixels = np.asarray(out, dtype=np.uint8)
+    pixels = sample_grid(out, sample_stride) if sample_stride else None
     if not image_size and source_format == "JPEG" and source_mode == "RGB":
         encoded = data
     else:
         encoded = encode_jpeg(out, quality)
-    return encoded, pixels.shape[0], pixels.shape[1], pixels
+    width, height = out.size
+    return encoded, height, width, pixels

@@ -183,8 +183,10 @@ class WriteShard(beam.DoFn):
                 for _, ref, label in items:
                     try:
                         data = reader.read(ref)
+                        # pixels: only the grid the RGB statistics use (none for validation).
                         encoded, height, width, pixels = images.process_image(
-                            data, cfg.image_size, cfg.jpeg_quality, cfg.max_pixels
+                            data, cfg.image_size, cfg.jpeg_quality, cfg.max_pixels,
+                            sample_stride=cfg.stats_stride if moments is not None else 0,
                         )
                     except images.ImageRejected as err:
                         rejected.append(sources.Reject(sources.display_path(ref), split, err.reason))
@@ -204,7 +206,7 @@ class WriteShard(beam.DoFn):
                     written += 1
                     _Progress.tick(False)
                     if moments is not None:
-                        moments = stats.add_moments(moments, stats.pixel_moments(pixels, cfg.stats_stride))
+                        moments = stats.add_moments(moments, stats.pixel_moments(pixels))
         finally:
             reader.close()
         if moments is not None and moments[0]:

@@ -62,6 +62,25 @@ def test_resize_keeps_the_centre_square_and_draft_decodes_large_jpegs_cheaply():
     assert pixels[8:-8, 8:-8, 1].min() > 230 and pixels[8:-8, 8:-8, [0, 2]].max() < 25
 
 
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("size", [(256, 256), (255, 257), (41, 37), (3, 300), (1, 1)])
+def test_sample_grid_is_exactly_numpys_strided_slice(stride, size):
+    rng = np.random.default_rng(stride)
+    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    grid = images.sample_grid(Image.fromarray(arr, "RGB"), stride)
+    np.testing.assert_array_equal(grid, arr[::stride, ::stride])  # same shape, same pixels
+
+
+def test_process_image_returns_the_sampled_grid_of_what_it_encoded():
+    data = fx.encode(fx.noise_image(np.random.default_rng(3), "RGB", 90, 70), "JPEG")
+    encoded, height, width, full = images.process_image(data, 48)
+    for stride in (2, 4):
+        again, h, w, grid = images.process_image(data, 48, sample_stride=stride)
+        assert (again, h, w) == (encoded, height, width)
+        np.testing.assert_array_equal(grid, full[::stride, ::stride])
+    assert images.process_image(data, 48, sample_stride=0)[1:] == (48, 48, None)
+
+
 @pytest.mark.parametrize(
     "data, reason",
     [
