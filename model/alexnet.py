@@ -13,6 +13,7 @@ Input is 227x227: the paper's "224" does not fit its own arithmetic
 ((224 - 11) / 4 + 1 is not 55, (227 - 11) / 4 + 1 is).
 """
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from model.lrn import LocalResponseNormalization
@@ -50,6 +51,41 @@ class TowerConv2D(layers.Conv2D):
             for x, k in zip(tower_inputs, tower_kernels)
         ]
         return ops.concatenate(outputs, axis=-1)
+
+
+@tf.custom_gradient
+def _matmul(x, w):
+    """x @ w, with the input gradient computed as (w @ dy^T)^T instead of dy @ w^T.
+
+    Same values. With a small batch, oneDNN runs dy @ w^T (TensorFlow's MatMul
+    gradient) about 3x slower than w @ dy^T on this kind of CPU (fc6 at batch
+    32: 71 ms against 22 ms; about equal at batch 128); on GPUs both are one
+    GEMM call.
+    """
+
+    def grad(dy):
+        dx = tf.transpose(tf.matmul(w, dy, transpose_b=True))
+        dw = tf.matmul(x, dy, transpose_a=True)
+        return dx, dw
+
+    return tf.matmul(x, w), grad
+
+
+@keras.saving.register_keras_serializable(package="alexnet")
+class FullyConnected(layers.Dense):
+    """The paper's fully connected layers: a Dense layer (same weights, same
+    result) whose backward pass uses the faster form of the input gradient
+    (see `_matmul`) for 2-D inputs."""
+
+    def call(self, inputs, training=None):
+        if len(inputs.shape) != 2 or self.lora_enabled or self.quantization_mode is not None:
+            return super().call(inputs, training=training)
+        x = _matmul(inputs, tf.identity(self.kernel))
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
 
 
 def _stack(overlapping_pool):
@@ -152,7 +188,7 @@ def build_alexnet(
         )
 
     def dense(units, name, bias_one=False, act=None, dtype=None):
-        return layers.Dense(
+        return FullyConnected(
             units,
             activation=act,
             kernel_initializer=kernel_init(),

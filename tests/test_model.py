@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import LocalResponseNormalization, TowerConv2D, build_alexnet, min_image_size
+from model import FullyConnected, LocalResponseNormalization, TowerConv2D, build_alexnet, min_image_size
 from model import summary
 
 
@@ -133,6 +133,39 @@ def test_tower_conv_equals_keras_grouped_conv():
     grouped.build(x.shape)
     grouped.set_weights(towers.get_weights())
     np.testing.assert_allclose(np.asarray(towers(x)), np.asarray(grouped(x)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fully_connected_equals_keras_dense_forward_and_backward(policy):
+    # Same weights, same outputs, same input and weight gradients: only the
+    # form of the input gradient's matrix product differs.
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(6, 40)).astype("float32"))
+    dy = tf.constant(rng.normal(size=(6, 24)).astype("float32"))
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        ours, theirs = FullyConnected(24, activation="relu"), keras.layers.Dense(24, activation="relu")
+        ours.build((None, 40))
+        theirs.build((None, 40))
+        theirs.set_weights([w + 0.1 for w in ours.get_weights()])  # biases not all zero
+        ours.set_weights(theirs.get_weights())
+        results = []
+        for layer in (ours, theirs):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x)
+            dx, dw = tape.gradient(y, [x, layer.kernel], output_gradients=tf.cast(dy, y.dtype))
+            assert y.dtype == (tf.bfloat16 if policy == "mixed_bfloat16" else tf.float32)
+            results.append([tf.cast(t, tf.float32).numpy() for t in (y, dx, dw)])
+        tol = 1e-2 if policy == "mixed_bfloat16" else 1e-5
+        for a, b in zip(*results):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+        assert np.abs(results[0][1]).max() > 0.1  # the gradients are not trivially zero
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+    model = build_alexnet(10, image_size=67)
+    assert all(isinstance(model.get_layer(n), FullyConnected) for n in ("fc6", "fc7", "fc8"))
 
 
 def test_paper_initialisation():
