@@ -94,7 +94,7 @@ def _job(image_dir, out, runner_flags, shards):
 
 
 # Below this many images only the one-worker job is measured by default: the
-# worker processes' start-up (tens of seconds here) would be all it showed.
+# worker processes' start-up (about 3 s here) would be all it showed.
 PROCESSES_FROM_IMAGES = 100
 
 
