@@ -1,4 +1,4 @@
-"""Input pipeline throughput: full training augmentation vs decode-only, same records.
+"""Input pipeline throughput: the trainer's pipeline with full training augmentation vs decode-only, same records.
 
     python -m benchmarks.input_pipeline                 # generated 256x256 shards, 3 x 10 s each
     python -m benchmarks.input_pipeline --tiny          # a few seconds, to check it runs
@@ -221,7 +221,8 @@ def _summary(runs, cores):
 
 def run_benchmark(data_dir=None, batch_size=128, seconds=10.0, repeats=3, image_size=227, num_images=2048,
                   jpeg_dir=None, warmup_batches=None):
-    """Measures images/s of full training augmentation and of decode-only on the same records.
+    """Measures images/s of the training pipeline (as the trainer reads it, and all in tf.data)
+    and of decode-only on the same records, and the train step's pixel pass on this CPU.
 
     Args:
       data_dir: directory with train-*-of-* shards (and metadata.json, or the

@@ -186,6 +186,14 @@ def run_keras(args):
         "threads": "intra %s, inter %s" % (args.threads or "default", args.inter_op or "default"),
         "batches": {},
     }
+
+    def gemms():
+        return {
+            "tf.linalg.matmul": tf_matmul_gflops(args.matmul_size, 1, args.repeats),
+            "numpy": numpy_matmul_gflops(args.matmul_size, 1, args.repeats),
+        }
+
+    before = gemms()
     for batch_size in args.batch_sizes:
         keras.utils.clear_session()
         model = paper_alexnet(args.num_classes, args.image_size, args.jit_compile, lrn=not args.no_lrn)
@@ -193,13 +201,14 @@ def run_keras(args):
             model, batch_size, args.image_size, args.num_classes, args.warmup, args.repeats, args.steps
         )
         result["parameters"] = model.count_params()
-    # Steps first, then the GEMMs, in both workers: the steps run with nothing
-    # before them but the framework's start-up, as in the distribute stage.
-    result["matmul"] = {
-        "tf.linalg.matmul": tf_matmul_gflops(args.matmul_size, 1, args.repeats),
-        "numpy": numpy_matmul_gflops(args.matmul_size, 1, args.repeats),
-    }
+    result["matmul"] = _faster(before, gemms())
     return result
+
+
+def _faster(before, after):
+    """Per GEMM, the faster of its measurements before and after the steps: the
+    ceiling is the best the machine gave in this worker, so "% of ceiling" errs low."""
+    return {name: max(before[name], after[name], key=lambda stats: stats["median"]) for name in before}
 
 
 # ---------------------------------------------------------------- PyTorch worker
@@ -300,11 +309,12 @@ def run_torch(args):
         "threads": torch.get_num_threads(),
         "batches": {},
     }
+    before = {"torch.mm": torch_matmul_gflops(args.matmul_size, 1, args.repeats)}
     for batch_size in args.batch_sizes:
         result["batches"][str(batch_size)] = torch_step_rates(
             batch_size, args.image_size, args.num_classes, args.warmup, args.repeats, args.steps, args.channels_last
         )
-    result["matmul"] = {"torch.mm": torch_matmul_gflops(args.matmul_size, 1, args.repeats)}
+    result["matmul"] = _faster(before, {"torch.mm": torch_matmul_gflops(args.matmul_size, 1, args.repeats)})
     result["parameters"] = sum(p.numel() for p in torch_alexnet(args.num_classes, args.image_size).parameters())
     return result
 
@@ -428,7 +438,7 @@ def render(stage):
             rows.append(["%s (%s)" % (name, run["version"]), "%d x %d float32" % ((settings["matmul_size"],) * 2),
                          common.format_stats(stats)])  # fmt: skip
     if rows:
-        out.append("Float32 matrix-multiply ceiling, measured in the same run (GFLOP/s):\n")
+        out.append("Float32 matrix-multiply ceiling, measured in the same run, in each worker before and after its steps, the faster of the two kept (GFLOP/s):\n")
         out.append(common.markdown_table(["GEMM", "size", "GFLOP/s"], rows))
         out.append("Ceiling used below: **%.1f GFLOP/s** (%s, the fastest median).\n" % (best[0]["median"], best[1]))
     headers = ["batch", "Keras images/s", "PyTorch images/s", "Keras / PyTorch", "Keras GFLOP/s", "Keras % of ceiling",

@@ -59,8 +59,8 @@ def _matmul(x, w):
 
     Same values. With a small batch, oneDNN runs dy @ w^T (TensorFlow's MatMul
     gradient) about 3x slower than w @ dy^T on this kind of CPU (fc6 at batch
-    32: 71 ms against 22 ms; about equal at batch 128); on GPUs both are one
-    GEMM call.
+    32: 71 ms against 22 ms; about equal at batch 128). On GPUs it costs one
+    small transpose more (not measured here).
     """
 
     def grad(dy):

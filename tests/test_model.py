@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from model import FullyConnected, LocalResponseNormalization, TowerConv2D, build_alexnet, min_image_size
+from model import alexnet as alexnet_module
 from model import summary
 
 
@@ -136,7 +137,7 @@ def test_tower_conv_equals_keras_grouped_conv():
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_fully_connected_equals_keras_dense_forward_and_backward(policy):
+def test_fully_connected_equals_keras_dense_forward_and_backward(policy, monkeypatch):
     # Same weights, same outputs, same input and weight gradients: only the
     # form of the input gradient's matrix product differs.
     rng = np.random.default_rng(0)
@@ -145,6 +146,9 @@ def test_fully_connected_equals_keras_dense_forward_and_backward(policy):
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(policy)
     try:
+        calls = []
+        custom = alexnet_module._matmul
+        monkeypatch.setattr(alexnet_module, "_matmul", lambda x, w: calls.append(1) or custom(x, w))
         ours, theirs = FullyConnected(24, activation="relu"), keras.layers.Dense(24, activation="relu")
         ours.build((None, 40))
         theirs.build((None, 40))
@@ -158,6 +162,7 @@ def test_fully_connected_equals_keras_dense_forward_and_backward(policy):
             dx, dw = tape.gradient(y, [x, layer.kernel], output_gradients=tf.cast(dy, y.dtype))
             assert y.dtype == (tf.bfloat16 if policy == "mixed_bfloat16" else tf.float32)
             results.append([tf.cast(t, tf.float32).numpy() for t in (y, dx, dw)])
+        assert calls  # the layer took its own path, not Dense.call
         tol = 1e-2 if policy == "mixed_bfloat16" else 1e-5
         for a, b in zip(*results):
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
@@ -239,6 +244,7 @@ def test_keras_save_and_load_in_safe_mode(tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False)))
     assert isinstance(loaded.get_layer("lrn1"), LocalResponseNormalization)
     assert isinstance(loaded.get_layer("conv2"), TowerConv2D) and loaded.get_layer("conv2").groups == 2
+    assert isinstance(loaded.get_layer("fc6"), FullyConnected)
     assert loaded.count_params() == model.count_params()
 
 

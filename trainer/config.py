@@ -41,7 +41,7 @@ RESUME_FREE_FIELDS = frozenset(
         "demo_val_per_class",
         "skip_corrupt",
         "val_steps",
-        "augment_on_host",  # the same batches either way (tested)
+        "augment_on_host",  # the same draws either way; pixels equal within float rounding (tested)
     }
 )
 
@@ -65,7 +65,7 @@ class TrainConfig:
     val_steps: int = 0  # 0 = every validation batch; >0 caps validation for quick runs
     learning_rate: float = 0.01  # the paper's initial rate for batch 128 (scaled linearly above 128)
     momentum: float = 0.9  # paper
-    weight_decay: float = 5e-4  # paper; coupled, as an L2 term in the loss (model.build_alexnet)
+    weight_decay: float = 5e-4  # paper; coupled, applied by trainer.optimizer.PaperSGD (the model is built with 0)
     lr_schedule: str = "plateau"  # paper: divide by 10 when validation error stops improving
     plateau_patience: int = 3  # epochs without a better validation top-1 before dividing; one noisy epoch is no plateau
     lr_step_epochs: int = 30  # step schedule: divide by 10 every 30 epochs (the paper's 3 drops over 90 epochs)

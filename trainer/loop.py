@@ -9,8 +9,9 @@ Each replica's gradient is of its share of that loss; the optimizer sums the
 replicas' gradients, which gives exactly the gradient of the global-batch loss.
 The paper's coupled weight decay is in the optimizer (trainer.optimizer.PaperSGD
 adds 0.0005 * w to each kernel's gradient): the same update as an L2 term in
-the loss, without the five passes over the weights that term costs each step.
-The reported objective still includes (0.0005 / 2) * ||w||^2.
+the loss, which would square, sum and differentiate every kernel inside the
+tape each step. The reported objective still includes (0.0005 / 2) * ||w||^2,
+read once per step outside the tape (trainer.optimizer.l2_penalty).
 
 An epoch is `steps_per_epoch` steps of an endlessly repeated training set,
 followed by validation, the learning-rate schedule, TensorBoard summaries and a
@@ -126,8 +127,6 @@ class Trainer:
             logits = tf.cast(model(images, training=True), tf.float32)
             per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n([tf.cast(l, tf.float32) for l in model.losses]))
             if self.config.debug_nan_at_step >= 0:
                 # Test aid: poison this step's loss so the NaN stop is exercised for real
                 # (the gradients and weights become NaN too, as in a real divergence).

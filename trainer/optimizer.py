@@ -14,8 +14,11 @@ of adding the L2 term to the loss. The arithmetic is the paper's; the cost is
 not. An L2 term in the loss makes the step square every kernel, sum it,
 broadcast the sum's gradient back over the kernel, scale it and add it to the
 data gradient: five passes over 61 million weights each step (fc6 alone is
-151 MB). Here it is one multiply-add per weight, where the update reads the
-weight anyway. PyTorch's `SGD(weight_decay=...)` does the same.
+151 MB). Here it is a multiply and an add per weight in the update. PyTorch's
+`SGD(weight_decay=...)` does the same.
+
+Use it with a model built with `build_alexnet(..., weight_decay=0)`: the
+model's default adds the L2 term to the loss, and both together decay twice.
 """
 import keras
 import tensorflow as tf
