@@ -62,6 +62,80 @@ def test_lrn_non_default_window_and_constants():
     )
 
 
+def lrn_reference_gradient(a, dy, n=5, k=2.0, alpha=1e-4, beta=0.75, eps=1e-3):
+    """d(sum(dy * lrn(a)))/da by central differences of `lrn_reference`, in float64."""
+    a = np.asarray(a, np.float64)
+    grad = np.empty_like(a)
+    for index in np.ndindex(a.shape):
+        hi, lo = a.copy(), a.copy()
+        hi[index] += eps
+        lo[index] -= eps
+        f = lambda v: np.sum(dy * lrn_reference(v, n, k, alpha, beta))  # noqa: E731
+        grad[index] = (f(hi) - f(lo)) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize(
+    "depth_radius,bias,alpha,beta",
+    # The paper's constants (the rsqrt path), beta 0.5 and 1 (their own paths), the general pow;
+    # alpha large enough that the window term carries real weight in the gradient.
+    [(2, 2.0, 1e-4, 0.75), (2, 2.0, 1e-2, 0.75), (1, 1.0, 1e-2, 0.5), (3, 1.5, 5e-3, 1.0), (2, 1.0, 2e-2, 0.6)],
+)
+def test_lrn_gradient_matches_finite_differences_of_the_reference(depth_radius, bias, alpha, beta):
+    rng = np.random.default_rng(7)
+    a = rng.uniform(0.0, 6.0, size=(1, 2, 2, 9)).astype(np.float32)
+    dy = rng.normal(size=a.shape)
+    layer = LocalResponseNormalization(depth_radius=depth_radius, bias=bias, alpha=alpha, beta=beta)
+    x = tf.constant(a)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.constant(dy, tf.float32) * layer(x))
+    got = tape.gradient(loss, x).numpy()
+    want = lrn_reference_gradient(a, dy, 2 * depth_radius + 1, bias, alpha, beta)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_lrn_forward_and_gradient_equal_tensorflows_kernel(mode):
+    """Same values as tf.nn.local_response_normalization and its LRNGrad kernel, at conv1's width."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.uniform(0.0, 80.0, size=(2, 5, 5, 96)).astype(np.float32))
+    dy = tf.constant(rng.normal(size=(2, 5, 5, 96)).astype(np.float32))
+    layer = LocalResponseNormalization()
+
+    def forward_backward(fn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(dy * y)
+        return y, tape.gradient(loss, x)
+
+    def ours():
+        return forward_backward(layer)
+
+    def kernel():
+        return forward_backward(lambda v: tf.nn.local_response_normalization(v, 2, 2.0, 1e-4, 0.75))
+
+    if mode != "eager":
+        ours = tf.function(ours, jit_compile=mode == "xla")
+    (y, g), (y_ref, g_ref) = ours(), kernel()
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-4, atol=1e-6)
+    # The window term matters here: dropping it changes the gradient by more than the tolerance.
+    assert np.max(np.abs(g.numpy() - dy.numpy() * y.numpy() / x.numpy())) > 1e-3
+
+
+def test_window_matrix_is_the_symmetric_band():
+    from model.lrn import window_matrix
+
+    w = window_matrix(6, 2)
+    assert w.dtype == np.float32 and w.shape == (6, 6)
+    np.testing.assert_array_equal(w, w.T)
+    np.testing.assert_array_equal(w[:, 0], [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(w[:, 3], [0, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(window_matrix(3, 0), np.eye(3, dtype=np.float32))
+
+
 def test_lrn_float16_large_inputs_stay_finite():
     a = np.full((1, 2, 2, 8), 60000.0, np.float16)  # squares overflow float16 (max 65504)
     layer = LocalResponseNormalization(dtype="float16")
