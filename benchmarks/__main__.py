@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from benchmarks import common, distribute, training_step
+from experiments.cli import Parser, UsageError, positive_int
 
 STAGES = ("preprocessing", "input", "train", "distribute", "end_to_end")
 REPO = Path(__file__).resolve().parents[1]
@@ -67,31 +68,13 @@ def _stage_list(text):
     return [s for s in STAGES if s in names]  # always the documented order
 
 
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError("expected a positive integer. Received: %r" % text) from err
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected a positive integer. Received: %r" % text)
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr and exit code 2, without the usage block."""
-
-    def error(self, message):
-        sys.stderr.write("python -m benchmarks: error: %s\n" % message)
-        sys.exit(2)
-
-
 def build_parser():
     """The flags of `python -m benchmarks`."""
-    parser = _Parser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: checks the machinery in seconds")
     parser.add_argument("--output", default="BENCHMARKS.md", help="markdown file to write (default BENCHMARKS.md)")
     parser.add_argument("--stages", type=_stage_list, default=list(STAGES), help="comma-separated: " + ",".join(STAGES))
-    parser.add_argument("--repeats", type=_positive, default=3, help="timed runs per figure (default 3)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per figure (default 3)")
     parser.add_argument("--no_variants", dest="variants", action="store_false",
                         help="train stage: skip the oneDNN / XLA / threads / channels_last investigation")
     parser.add_argument("--image_dir", help="images for the preprocessing and end_to_end stages (class folders); "
@@ -142,13 +125,15 @@ def main(argv=None):
       0 when every stage ran, 1 when a stage failed (its section says why), 2 on a usage error.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        sys.stderr.write("python -m benchmarks: error: the directory of --output does not exist. Received: %s\n" % args.output)
-        return 2
-    if args.image_dir and not Path(args.image_dir).is_dir():
-        sys.stderr.write("python -m benchmarks: error: --image_dir is not a directory. Received: %s\n" % args.image_dir)
+    try:
+        args = build_parser().parse_args(argv)
+        output = Path(args.output)
+        if not output.parent.is_dir():
+            raise UsageError("the directory of --output does not exist. Received: %s" % args.output)
+        if args.image_dir and not Path(args.image_dir).is_dir():
+            raise UsageError("--image_dir is not a directory. Received: %s" % args.image_dir)
+    except UsageError as err:
+        sys.stderr.write("python -m benchmarks: error: %s\n" % err)
         return 2
     log = lambda text: print("[%s] %s" % (time.strftime("%H:%M:%S"), text), flush=True)  # noqa: E731
     work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="alexnet-bench-"))

@@ -344,36 +344,6 @@ def _plot(path, results, key, ylabel, title):
     return plots.plot_curves(path, curves, ylabel=ylabel, title=title, target=target)
 
 
-def _write_experiment_config(config):
-    """The HParams config at the top of runs/: the switched features and the metrics.
-
-    Each trainer run also writes one with its whole config; TensorBoard shows one
-    of them, and both name the same hparams and metrics.
-    """
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
-
-    hparams = [
-        hp.HParam("activation", hp.Discrete(["relu", "tanh"])),
-        hp.HParam("lrn", hp.Discrete([False, True])),
-        hp.HParam("overlapping_pool", hp.Discrete([False, True])),
-        hp.HParam("dropout_rate"),
-        hp.HParam("pca_noise", hp.Discrete([False, True])),
-        hp.HParam("two_tower", hp.Discrete([False, True])),
-        hp.HParam("learning_rate"),
-        hp.HParam("batch_size"),
-        hp.HParam("image_size"),
-        hp.HParam("seed"),
-    ]
-    metrics = [
-        hp.Metric(tag, group=group, display_name="%s %s" % (group, tag))
-        for group in ("validation", "train")
-        for tag in ("top1_accuracy", "top5_accuracy", "loss")
-    ]
-    with tf.summary.create_file_writer(os.path.join(config.output_dir, RUNS)).as_default():
-        hp.hparams_config(hparams=hparams, metrics=metrics)
-
-
 def run_experiment(config, train=None):
     """Trains every variant and writes the report, figures and results.
 
@@ -461,7 +431,10 @@ def main(argv=None, train=None):
     try:
         config = parse_args(argv)
         _prepare_output_dir(config)
-        _write_experiment_config(config)
+        # The trainer's own HParams config, so TensorBoard shows the same one whichever it reads.
+        from trainer import summaries
+
+        summaries.write_hparams_config(os.path.join(config.output_dir, RUNS))
         results = run_experiment(config, train)
     except UsageError as err:
         print("ablate: error: %s" % err, file=sys.stderr)

@@ -114,9 +114,14 @@ def read_hparams(run_dir):
 
     Returns:
       {"hparams": {name: value} or None, "trial_id": str or None,
-       "config_hparams": [names] or None, "config_metrics": [tags] or None}.
+       "config_hparams": [names] or None, "config_metrics": [tags] or None,
+       "config_domains": {name: [discrete values] or None} or None,
+       "config_metric_groups": [(group, tag)] or None}.
     """
-    result = {"hparams": None, "trial_id": None, "config_hparams": None, "config_metrics": None}
+    result = {
+        "hparams": None, "trial_id": None, "config_hparams": None, "config_metrics": None,
+        "config_domains": None, "config_metric_groups": None,
+    }
     for event in _events(run_dir):
         for value in event.summary.value:
             if value.metadata.plugin_data.plugin_name != hp_metadata.PLUGIN_NAME:
@@ -131,4 +136,10 @@ def read_hparams(run_dir):
             elif data.HasField("experiment"):
                 result["config_hparams"] = [h.name for h in data.experiment.hparam_infos]
                 result["config_metrics"] = [m.name.tag for m in data.experiment.metric_infos]
+                result["config_domains"] = {
+                    h.name: [getattr(v, v.WhichOneof("kind")) for v in h.domain_discrete.values]
+                    if h.HasField("domain_discrete") else None
+                    for h in data.experiment.hparam_infos
+                }
+                result["config_metric_groups"] = [(m.name.group, m.name.tag) for m in data.experiment.metric_infos]
     return result

@@ -125,14 +125,12 @@ def test_trainer_epoch_line_pattern():
     "argv,message",
     [
         (["--stages", "train,gpu"], "expected a comma-separated subset of"),
-        (["--repeats", "0"], "expected a positive integer. Received: '0'"),
+        (["--repeats", "0"], "argument --repeats: expected an int >= 1. Received: 0"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        bench_main.main(argv)
-    assert exit_info.value.code == 2
+    assert bench_main.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 

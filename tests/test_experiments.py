@@ -370,6 +370,13 @@ def test_ablate_tiny_runs_the_trainer_per_variant(records_dir, tmp_path, capsys)
     top = tblog.read_hparams(str(out / "runs"))
     assert {"activation", "lrn", "overlapping_pool", "dropout_rate", "pca_noise", "two_tower"} <= set(top["config_hparams"])
     assert "top1_accuracy" in top["config_metrics"]
+    # TensorBoard shows one of the configs it finds (the one above the runs or a
+    # trainer run's own), chosen by no rule: they must say the same.
+    baseline = tblog.read_hparams(str(out / "runs" / "baseline" / "logs"))
+    for key in ("config_hparams", "config_domains", "config_metric_groups"):
+        assert top[key] == baseline[key], key
+    assert top["config_domains"]["activation"] == ["relu", "tanh"] and top["config_domains"]["lrn"] == [False, True]
+    assert ("train", "top1_accuracy") in top["config_metric_groups"] and ("validation", "loss") in top["config_metric_groups"]
     assert results["runs"]["tanh"]["trainer_argv"][-4:] == ["--activation", "tanh", "--num_classes", "10"]
     _check_png(out / "train_error.png")
     _check_png(out / "validation_error.png")

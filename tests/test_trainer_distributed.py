@@ -71,29 +71,49 @@ def tiny_data(tmp_path_factory):
     return root
 
 
-def test_two_multi_worker_processes_end_with_identical_weights(tiny_data, tmp_path):
-    ports = [free_port(), free_port()]
-    cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
-    model_dir = tmp_path / "run"
+def _start_workers(data_dir, model_dir, flags_of):
+    """Two trainer processes forming one multi-worker cluster on loopback.
+
+    Args:
+      data_dir, model_dir: shared by both workers (only the chief writes).
+      flags_of: index -> the worker's trainer flags beyond the shared ones.
+
+    Returns:
+      The two Popen objects, worker 0 (the chief) first.
+    """
+    cluster = {"worker": ["127.0.0.1:%d" % free_port() for _ in range(2)]}
     procs = []
     for index in range(2):
         env = subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         args = [
-            "--data_dir", tiny_data, "--model_dir", model_dir, "--strategy", "multi_worker_mirrored",
-            "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--steps_per_epoch", "3",
-            "--init", "he", "--no_export", "--checkpoint_every_steps", "0", "--val_steps", "1", "--seed", "3",
-            "--dump_weights", tmp_path / ("weights-%d.npz" % index),
+            "--data_dir", data_dir, "--model_dir", model_dir, "--strategy", "multi_worker_mirrored",
+            "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--init", "he", "--no_export",
+            "--val_steps", "1", "--seed", "3", *flags_of(index),
         ]
         procs.append(subprocess.Popen(task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def _finish(procs, timeout):
+    """(exit code, stdout, stderr) of each process; any still running at the end is killed."""
     outputs = []
     try:
         for p in procs:
-            out, err = p.communicate(timeout=400)
+            out, err = p.communicate(timeout=timeout)
             outputs.append((p.returncode, out, err))
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+    return outputs
+
+
+def test_two_multi_worker_processes_end_with_identical_weights(tiny_data, tmp_path):
+    model_dir = tmp_path / "run"
+    procs = _start_workers(tiny_data, model_dir, lambda index: [
+        "--steps_per_epoch", "3", "--checkpoint_every_steps", "0", "--dump_weights", tmp_path / ("weights-%d.npz" % index),
+    ])  # fmt: skip
+    outputs = _finish(procs, timeout=400)
     for code, out, err in outputs:
         assert code == 0, err[-3000:]
         assert "trained 1 epochs (3 steps)" in out.strip().splitlines()[-1]
@@ -120,32 +140,19 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tiny_data, tmp_path):
 
     from trainer import checkpoints as ckpt_lib
 
-    ports = [free_port(), free_port()]
-    cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     model_dir = tmp_path / "run"
-    procs = []
-    for index in range(2):
-        env = subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        args = [
-            "--data_dir", tiny_data, "--model_dir", model_dir, "--strategy", "multi_worker_mirrored",
-            "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--steps_per_epoch", "400",
-            "--init", "he", "--no_export", "--checkpoint_every_steps", "2", "--val_steps", "1", "--seed", "3",
-        ]
-        procs.append(subprocess.Popen(task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = []
+    procs = _start_workers(tiny_data, model_dir, lambda index: ["--steps_per_epoch", "400", "--checkpoint_every_steps", "2"])
     try:
         deadline = time.time() + 240
         while not tf.train.latest_checkpoint(str(model_dir / "checkpoints")):
             assert time.time() < deadline and all(p.poll() is None for p in procs), "no checkpoint from the running workers"
             time.sleep(0.1)
         procs[1].send_signal(signal.SIGTERM)  # the non-chief only
+    except BaseException:
         for p in procs:
-            out, err = p.communicate(timeout=60)
-            outputs.append((p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+            p.kill()
+        raise
+    outputs = _finish(procs, timeout=60)
     steps = []
     for code, out, err in outputs:
         assert code == 143, err[-3000:]

@@ -13,6 +13,8 @@ from typing import Optional
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 LR_SCHEDULES = ("plateau", "step")
+INITS = ("paper", "he")
+ACTIVATIONS = ("relu", "tanh")
 PAPER_BATCH_SIZE = 128  # the batch the paper's learning rate 0.01 belongs to (linear scaling base)
 DEMO_STORED_SIZE = 144  # demo images are stored at 144 px and cropped to 127 (the paper's 256 -> 227, scaled)
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hp
 
+from trainer import config as config_lib
 from trainer import visualize
 
 TRAIN = "train"
@@ -47,6 +48,43 @@ HPARAM_FIELDS = (
     "seed",
     "epochs",
 )
+# The choices of the string fields, so the HParams dashboard filters on them.
+_CHOICES = {
+    "activation": config_lib.ACTIVATIONS,
+    "init": config_lib.INITS,
+    "lr_schedule": config_lib.LR_SCHEDULES,
+    "mixed_precision": config_lib.MIXED_PRECISION,
+    "strategy": config_lib.STRATEGIES,
+}
+HPARAM_METRICS = ("top1_accuracy", "top5_accuracy", "loss")
+
+
+def _hparam(name):
+    if name in _CHOICES:
+        return hp.HParam(name, hp.Discrete(sorted(_CHOICES[name])))
+    if isinstance(getattr(config_lib.TrainConfig, name), bool):
+        return hp.HParam(name, hp.Discrete([False, True]))
+    return hp.HParam(name)  # numbers: TensorBoard shows the range the runs span
+
+
+def hparams_config():
+    """Writes the experiment-level HParams config (which hparams, which metrics) to the default writer.
+
+    Every run writes it beside its session record, and `experiments.ablate` writes
+    it above its runs (`write_hparams_config`). TensorBoard shows one of the
+    configs it finds, chosen by no rule, so they must be identical: this function
+    is their one source.
+    """
+    hp.hparams_config(
+        hparams=[_hparam(k) for k in sorted(HPARAM_FIELDS)],
+        metrics=[hp.Metric(m, group=g, display_name="%s %s" % (g, m)) for g in (VALIDATION, TRAIN) for m in HPARAM_METRICS],
+    )
+
+
+def write_hparams_config(logdir):
+    """`hparams_config` into its own event file in `logdir`."""
+    with tf.summary.create_file_writer(logdir).as_default():
+        hparams_config()
 
 
 def histogram_tensor(values, buckets=30):
@@ -126,16 +164,13 @@ class Summaries:
                     metadata=histogram_metadata.create_summary_metadata(weight.path, None),
                 )
 
-    def hparams(self, config, metrics=("top1_accuracy", "top5_accuracy", "loss")):
+    def hparams(self, config):
         """Records the run's config for TensorBoard's HParams dashboard."""
         if not self.enabled:
             return
         values = {k: v for k, v in dataclasses.asdict(config).items() if k in HPARAM_FIELDS}
         with self.writer("").as_default():
-            hp.hparams_config(
-                hparams=[hp.HParam(k) for k in sorted(values)],
-                metrics=[hp.Metric(m, group=VALIDATION, display_name="validation " + m) for m in metrics],
-            )
+            hparams_config()
             hp.hparams(values, trial_id=os.path.basename(os.path.normpath(os.path.dirname(self.log_dir))) or "run")
 
     def start_graph_trace(self):
