@@ -337,12 +337,46 @@ def worker_args(framework, batch_sizes, image_size, num_classes, warmup, repeats
 
 
 def stage_settings(tiny, repeats):
-    """Sizes for a full or a `--tiny` run of the stage."""
+    """Sizes for a full or a `--tiny` run of the stage.
+
+    `rounds`: the default Keras and PyTorch workers run that many times each,
+    alternating (Keras, PyTorch, Keras, PyTorch), and their timed runs are
+    pooled: a slow spell of a shared machine then falls on both frameworks,
+    not on whichever happened to run during it.
+    """
     if tiny:
         return {"batch_sizes": [4], "image_size": 67, "num_classes": 10, "warmup": 1, "repeats": repeats, "steps": 1,
-                "matmul_size": 256}  # fmt: skip
+                "matmul_size": 256, "rounds": 1}  # fmt: skip
     return {"batch_sizes": [32, 128], "image_size": 227, "num_classes": 1000, "warmup": 1, "repeats": repeats,
-            "steps": 3, "matmul_size": MATMUL_SIZE}  # fmt: skip
+            "steps": 3, "matmul_size": MATMUL_SIZE, "rounds": 2}  # fmt: skip
+
+
+def pool_rounds(rounds):
+    """One worker result from several runs of the same worker command.
+
+    Args:
+      rounds: worker results, in the order they ran.
+
+    Returns:
+      The first round's result with, per batch, the statistics of all rounds'
+      timed runs together and, per GEMM, the round with the fastest median
+      (the ceiling is the best the machine gave). A failed or unavailable round
+      makes the whole result that round's.
+    """
+    for result in rounds:
+        if "batches" not in result:
+            return result
+    pooled = dict(rounds[0], rounds=len(rounds))
+    pooled["batches"] = {
+        batch: common.summarize([v for result in rounds for v in result["batches"][batch]["values"]])
+        for batch in rounds[0]["batches"]
+    }
+    if all("matmul" in result for result in rounds):
+        pooled["matmul"] = {
+            name: max((result["matmul"][name] for result in rounds), key=lambda stats: stats["median"])
+            for name in rounds[0]["matmul"]
+        }
+    return pooled
 
 
 def variant_runs(settings):
@@ -371,16 +405,18 @@ def run_stage(tiny=False, repeats=3, variants=True, log=print):
       worker result or {"error": message} / {"unavailable": message}.
     """
     settings = stage_settings(tiny, repeats)
-    runs = [("keras", "Keras (default)", settings, (), {}), ("torch", "PyTorch (default)", settings, (), {})]
+    defaults = [("keras", "Keras (default)", settings, (), {}), ("torch", "PyTorch (default)", settings, (), {})]
+    runs = [(run, " (round %d of %d)" % (r + 1, settings["rounds"]) if settings["rounds"] > 1 else "")
+            for r in range(settings["rounds"]) for run in defaults]  # fmt: skip
     if variants and not tiny:
-        runs += variant_runs(settings)
+        runs += [(run, "") for run in variant_runs(settings)]
     results = []
-    for framework, label, s, extra, env in runs:
+    for (framework, label, s, extra, env), round_text in runs:
         args = worker_args(framework, s["batch_sizes"], s["image_size"], s["num_classes"], s["warmup"],
                            s["repeats"], s["steps"], s["matmul_size"], extra)  # fmt: skip
         command = " ".join("%s=%s" % kv for kv in env.items()) + (" " if env else "")
         command += "python -m benchmarks.training_step " + " ".join(str(a) for a in args)
-        log("train: %s" % label)
+        log("train: %s%s" % (label, round_text))
         if framework == "torch" and not torch_available():
             result = {"framework": "torch", "unavailable": TORCH_MISSING}
         else:
@@ -394,9 +430,9 @@ def run_stage(tiny=False, repeats=3, variants=True, log=print):
         "settings": settings,
         "flops": training_flops_per_image(settings["image_size"], settings["num_classes"]),
         "layers": alexnet_layer_macs(settings["image_size"], settings["num_classes"]),
-        "keras": results[0],
-        "torch": results[1],
-        "variants": results[2:],
+        "keras": pool_rounds(results[0:2 * settings["rounds"]:2]),
+        "torch": pool_rounds(results[1:2 * settings["rounds"]:2]),
+        "variants": results[2 * settings["rounds"]:],
     }
 
 
@@ -425,12 +461,17 @@ def render(stage):
     gflop_per_image = flops["estimate"] / 1e9
     best = ceiling(stage)
     out = ["### Training step\n"]
+    rounds = settings.get("rounds", 1)
+    rounds_text = "%d" % settings["repeats"] if rounds == 1 else "%d x %d" % (rounds, settings["repeats"])
+    rounds_note = "" if rounds == 1 else (
+        " in each of %d rounds, the Keras and PyTorch workers alternating (Keras, PyTorch, Keras, ...), their timed runs pooled; "
+        "the investigation rows below are one round each" % rounds)
     out.append(
         "AlexNet (single tower, LRN, dropout, %d classes), %dx%d inputs, SGD momentum 0.9 and weight decay 5e-4 on the weights in the update (both frameworks; Keras: the trainer's PaperSGD), one fixed batch in "
-        "memory. Images/s: median (min-max) of %d timed runs of %d steps after %d warm-up run(s). "
+        "memory. Images/s: median (min-max) of %s timed runs of %d steps after %d warm-up run(s)%s. "
         "Training cost: %.2f GFLOP per image (%d forward MACs x 2 x 3; %.2f GFLOP without conv1's data gradient).\n"
-        % (settings["num_classes"], settings["image_size"], settings["image_size"], settings["repeats"],
-           settings["steps"], settings["warmup"], gflop_per_image, flops["forward_macs"], flops["exact"] / 1e9)
+        % (settings["num_classes"], settings["image_size"], settings["image_size"], rounds_text,
+           settings["steps"], settings["warmup"], rounds_note, gflop_per_image, flops["forward_macs"], flops["exact"] / 1e9)
     )  # fmt: skip
     rows = []
     for run in (keras_run, torch_run):
@@ -438,7 +479,7 @@ def render(stage):
             rows.append(["%s (%s)" % (name, run["version"]), "%d x %d float32" % ((settings["matmul_size"],) * 2),
                          common.format_stats(stats)])  # fmt: skip
     if rows:
-        out.append("Float32 matrix-multiply ceiling, measured in the same run, in each worker before and after its steps, the faster of the two kept (GFLOP/s):\n")
+        out.append("Float32 matrix-multiply ceiling, measured in the same run, in each worker before and after its steps, the fastest kept (GFLOP/s):\n")
         out.append(common.markdown_table(["GEMM", "size", "GFLOP/s"], rows))
         out.append("Ceiling used below: **%.1f GFLOP/s** (%s, the fastest median).\n" % (best[0]["median"], best[1]))
     headers = ["batch", "Keras images/s", "PyTorch images/s", "Keras / PyTorch", "Keras GFLOP/s", "Keras % of ceiling",

@@ -87,6 +87,21 @@ def test_rate_stats_median_min_max():
     assert common.scale_stats(stats, 0.5)["max"] == 16.0
 
 
+def test_pool_rounds_pools_timed_runs_and_keeps_the_fastest_gemm():
+    def worker(rates, gemm):
+        return {"framework": "keras", "batches": {"32": common.summarize(rates)},
+                "matmul": {"numpy": common.summarize([gemm])}}  # fmt: skip
+
+    pooled = training_step.pool_rounds([worker([20.0, 21.0, 19.0], 180.0), worker([24.0, 25.0, 26.0], 200.0)])
+    assert pooled["batches"]["32"]["values"] == [20.0, 21.0, 19.0, 24.0, 25.0, 26.0]
+    assert (pooled["batches"]["32"]["median"], pooled["batches"]["32"]["min"], pooled["batches"]["32"]["max"]) == (22.5, 19.0, 26.0)
+    assert pooled["matmul"]["numpy"]["median"] == 200.0 and pooled["rounds"] == 2
+    # A round that failed makes the result a failure, not a figure from the other round alone.
+    failed = {"framework": "keras", "error": "exited with code 1"}
+    assert training_step.pool_rounds([worker([20.0], 180.0), failed]) is failed
+    assert training_step.stage_settings(False, 3)["rounds"] == 2
+
+
 def test_markdown_table_escapes_and_checks_width():
     table = common.markdown_table(["a", "b"], [["x|y", 2]])
     assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y | 2 |"]
