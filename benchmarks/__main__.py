@@ -11,8 +11,9 @@ vs the same network in PyTorch, against the float32 GEMM ceiling), distribute
 (one device vs MirroredStrategy, mixed precision and XLA on and off), end_to_end
 (`python -m trainer.task` on real shards vs the bare model step).
 
-Every figure is a median over `--repeats` timed runs after warm-up, with min and
-max, and each table names the command that reproduces it. Frameworks run in
+Every figure is a median over `--repeats` timed runs after warm-up (the train
+stage's default Keras and PyTorch rows: 2 alternating rounds of `--repeats` each,
+pooled), with min and max, and each table names the command that reproduces it. Frameworks run in
 worker processes so that logical devices, oneDNN and thread pools are set per
 measurement. The file is written only when the run ends (via a temporary file),
 so an interrupted run never leaves a half-written BENCHMARKS.md.
@@ -74,7 +75,7 @@ def build_parser():
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: checks the machinery in seconds")
     parser.add_argument("--output", default="BENCHMARKS.md", help="markdown file to write (default BENCHMARKS.md)")
     parser.add_argument("--stages", type=_stage_list, default=list(STAGES), help="comma-separated: " + ",".join(STAGES))
-    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per figure (default 3)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per figure, per round for the train stage's default rows (default 3)")
     parser.add_argument("--no_variants", dest="variants", action="store_false",
                         help="train stage: skip the oneDNN / XLA / threads / channels_last investigation")
     parser.add_argument("--image_dir", help="images for the preprocessing and end_to_end stages (class folders); "

@@ -396,7 +396,8 @@ def run_stage(tiny=False, repeats=3, variants=True, log=print):
 
     Args:
       tiny: small input, batch and matrix: checks the machinery in seconds, figures meaningless.
-      repeats: timed runs per figure.
+      repeats: timed runs per figure (per round for the default Keras and PyTorch
+        workers, which run `stage_settings(...)["rounds"]` times each, alternating).
       variants: also run the oneDNN / XLA / threads / channels_last variants (not in tiny mode).
       log: progress printer.
 
@@ -423,7 +424,7 @@ def run_stage(tiny=False, repeats=3, variants=True, log=print):
             try:
                 result = common.run_worker("benchmarks.training_step", args, env=env)
             except common.WorkerError as err:
-                result = {"framework": framework, "error": str(err)}
+                result = {"framework": framework, "error": round_text.strip(" ()") + ": " + str(err) if round_text else str(err)}
         result.update(label=label, command=command)
         results.append(result)
     return {
@@ -462,16 +463,16 @@ def render(stage):
     best = ceiling(stage)
     out = ["### Training step\n"]
     rounds = settings.get("rounds", 1)
-    rounds_text = "%d" % settings["repeats"] if rounds == 1 else "%d x %d" % (rounds, settings["repeats"])
-    rounds_note = "" if rounds == 1 else (
-        " in each of %d rounds, the Keras and PyTorch workers alternating (Keras, PyTorch, Keras, ...), their timed runs pooled; "
-        "the investigation rows below are one round each" % rounds)
+    timed_runs = "%d timed runs" % (rounds * settings["repeats"])
+    if rounds > 1:
+        timed_runs += (" (%d rounds of %d, the Keras and PyTorch workers alternating; the investigation rows "
+                       "below are one round each)" % (rounds, settings["repeats"]))  # fmt: skip
     out.append(
         "AlexNet (single tower, LRN, dropout, %d classes), %dx%d inputs, SGD momentum 0.9 and weight decay 5e-4 on the weights in the update (both frameworks; Keras: the trainer's PaperSGD), one fixed batch in "
-        "memory. Images/s: median (min-max) of %s timed runs of %d steps after %d warm-up run(s)%s. "
+        "memory. Images/s: median (min-max) of %s of %d steps, after %d warm-up run(s) per worker. "
         "Training cost: %.2f GFLOP per image (%d forward MACs x 2 x 3; %.2f GFLOP without conv1's data gradient).\n"
-        % (settings["num_classes"], settings["image_size"], settings["image_size"], rounds_text,
-           settings["steps"], settings["warmup"], rounds_note, gflop_per_image, flops["forward_macs"], flops["exact"] / 1e9)
+        % (settings["num_classes"], settings["image_size"], settings["image_size"], timed_runs,
+           settings["steps"], settings["warmup"], gflop_per_image, flops["forward_macs"], flops["exact"] / 1e9)
     )  # fmt: skip
     rows = []
     for run in (keras_run, torch_run):

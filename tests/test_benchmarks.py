@@ -102,6 +102,47 @@ def test_pool_rounds_pools_timed_runs_and_keeps_the_fastest_gemm():
     assert training_step.stage_settings(False, 3)["rounds"] == 2
 
 
+def _fake_training_workers(monkeypatch, fail_call=None):
+    """Replaces the worker processes of the train stage: call n returns rate 20 + n
+    (Keras) or 10 + n (PyTorch) at batch 32, and GEMM 100 + n GFLOP/s."""
+    calls = []
+
+    def run_worker(module, args, env=None):
+        framework = args[args.index("--framework") + 1]
+        calls.append(framework)
+        n = len(calls)
+        if n == fail_call:
+            raise common.WorkerError("exited with code 1: boom")
+        rate = (20.0 if framework == "keras" else 10.0) + n
+        return {"framework": framework, "version": framework + " 1.0",
+                "batches": {"32": common.summarize([rate]), "128": common.summarize([rate / 2])},
+                "matmul": {framework + " mm": common.summarize([100.0 + n])}}  # fmt: skip
+
+    monkeypatch.setattr(common, "run_worker", run_worker)
+    monkeypatch.setattr(training_step, "torch_available", lambda: True)
+    return calls
+
+
+def test_train_stage_alternates_rounds_and_pools_each_framework(monkeypatch):
+    calls = _fake_training_workers(monkeypatch)
+    stage = training_step.run_stage(tiny=False, repeats=1, variants=False, log=lambda text: None)
+    assert calls == ["keras", "torch", "keras", "torch"]
+    assert stage["keras"]["batches"]["32"]["values"] == [21.0, 23.0]
+    assert stage["torch"]["batches"]["32"]["values"] == [12.0, 14.0]
+    assert training_step.ceiling(stage)[0]["median"] == 104.0 and stage["variants"] == []
+    text = training_step.render(stage)
+    assert "| 32 | 22.0 (21.0-23.0) | 13.0 (12.0-14.0) | 1.69x |" in text
+    assert "2 rounds of 1, the Keras and PyTorch workers alternating" in text
+
+
+def test_train_stage_names_the_round_that_failed(monkeypatch):
+    _fake_training_workers(monkeypatch, fail_call=3)  # Keras, second round
+    stage = training_step.run_stage(tiny=False, repeats=1, variants=False, log=lambda text: None)
+    assert stage["keras"]["error"] == "round 2 of 2: exited with code 1: boom"
+    assert "batches" in stage["torch"]
+    assert "failed: round 2 of 2: exited with code 1: boom" in training_step.render(stage)
+
+
 def test_markdown_table_escapes_and_checks_width():
     table = common.markdown_table(["a", "b"], [["x|y", 2]])
     assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y | 2 |"]

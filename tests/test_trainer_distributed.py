@@ -83,14 +83,19 @@ def _start_workers(data_dir, model_dir, flags_of):
     """
     cluster = {"worker": ["127.0.0.1:%d" % free_port() for _ in range(2)]}
     procs = []
-    for index in range(2):
-        env = subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        args = [
-            "--data_dir", data_dir, "--model_dir", model_dir, "--strategy", "multi_worker_mirrored",
-            "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--init", "he", "--no_export",
-            "--val_steps", "1", "--seed", "3", *flags_of(index),
-        ]
-        procs.append(subprocess.Popen(task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        for index in range(2):
+            env = subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            args = [
+                "--data_dir", data_dir, "--model_dir", model_dir, "--strategy", "multi_worker_mirrored",
+                "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--init", "he", "--no_export",
+                "--val_steps", "1", "--seed", "3", *flags_of(index),
+            ]  # fmt: skip
+            procs.append(subprocess.Popen(task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    except BaseException:
+        for p in procs:  # worker 0 would wait for its missing peer
+            p.kill()
+        raise
     return procs
 
 

@@ -5,7 +5,8 @@ Layout under the log directory (what TensorBoard's dashboards expect):
                          weight histograms, the step-function graph, profiler traces
   <log_dir>/validation   validation scalars, under the same tags as train so the
                          two runs overlay in one chart
-  <log_dir>              the HParams record of the run's config
+  <log_dir>              the HParams record of the run's config, and the experiment
+                         config (`hparams_config`) that every run writes alike
 
 Scalar tags: loss (cross-entropy, in both runs), top1_accuracy, top5_accuracy, and in
 train objective (cross-entropy plus the L2 term), learning_rate, images_per_second (per
