@@ -13,8 +13,8 @@ vs the same network in PyTorch, against the float32 GEMM ceiling), distribute
 
 Every figure is a median over `--repeats` timed runs after warm-up (the train
 stage's default Keras and PyTorch rows: 2 alternating rounds of `--repeats` each,
-pooled), with min and max, and each table names the command that reproduces it. Frameworks run in
-worker processes so that logical devices, oneDNN and thread pools are set per
+pooled), with min and max, and each table names the command that reproduces it.
+Frameworks run in worker processes so that logical devices, oneDNN and thread pools are set per
 measurement. The file is written only when the run ends (via a temporary file),
 so an interrupted run never leaves a half-written BENCHMARKS.md.
 """

@@ -1,8 +1,9 @@
 """Timing helpers, machine description and worker processes shared by every benchmark stage.
 
 Every figure in BENCHMARKS.md is a median over `repeats` timed runs (pooled over
-rounds where a stage runs a worker more than once) that follow `warmup` untimed runs (tracing, oneDNN primitive creation, allocator growth and
-caches all happen in the warm-up), reported with the min and the max.
+rounds where a stage runs a worker more than once) that follow `warmup` untimed
+runs (tracing, oneDNN primitive creation, allocator growth and caches all happen
+in the warm-up), reported with the min and the max.
 
 Frameworks are measured in worker processes (`python -m benchmarks.<stage>
 --worker ...`) that print one JSON line: TensorFlow's logical devices and

@@ -407,24 +407,24 @@ def run_stage(tiny=False, repeats=3, variants=True, log=print):
     """
     settings = stage_settings(tiny, repeats)
     defaults = [("keras", "Keras (default)", settings, (), {}), ("torch", "PyTorch (default)", settings, (), {})]
-    runs = [(run, " (round %d of %d)" % (r + 1, settings["rounds"]) if settings["rounds"] > 1 else "")
+    runs = [(run, "round %d of %d" % (r + 1, settings["rounds"]) if settings["rounds"] > 1 else "")
             for r in range(settings["rounds"]) for run in defaults]  # fmt: skip
     if variants and not tiny:
         runs += [(run, "") for run in variant_runs(settings)]
     results = []
-    for (framework, label, s, extra, env), round_text in runs:
+    for (framework, label, s, extra, env), round_name in runs:
         args = worker_args(framework, s["batch_sizes"], s["image_size"], s["num_classes"], s["warmup"],
                            s["repeats"], s["steps"], s["matmul_size"], extra)  # fmt: skip
         command = " ".join("%s=%s" % kv for kv in env.items()) + (" " if env else "")
         command += "python -m benchmarks.training_step " + " ".join(str(a) for a in args)
-        log("train: %s%s" % (label, round_text))
+        log("train: %s%s" % (label, " (%s)" % round_name if round_name else ""))
         if framework == "torch" and not torch_available():
             result = {"framework": "torch", "unavailable": TORCH_MISSING}
         else:
             try:
                 result = common.run_worker("benchmarks.training_step", args, env=env)
             except common.WorkerError as err:
-                result = {"framework": framework, "error": round_text.strip(" ()") + ": " + str(err) if round_text else str(err)}
+                result = {"framework": framework, "error": "%s: %s" % (round_name, err) if round_name else str(err)}
         result.update(label=label, command=command)
         results.append(result)
     return {

@@ -93,10 +93,15 @@ def _start_workers(data_dir, model_dir, flags_of):
             ]  # fmt: skip
             procs.append(subprocess.Popen(task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     except BaseException:
-        for p in procs:  # worker 0 would wait for its missing peer
-            p.kill()
+        _kill_running(procs)  # worker 0 would wait for its missing peer
         raise
     return procs
+
+
+def _kill_running(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
 
 
 def _finish(procs, timeout):
@@ -107,9 +112,7 @@ def _finish(procs, timeout):
             out, err = p.communicate(timeout=timeout)
             outputs.append((p.returncode, out, err))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+        _kill_running(procs)
     return outputs
 
 
@@ -154,8 +157,7 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tiny_data, tmp_path):
             time.sleep(0.1)
         procs[1].send_signal(signal.SIGTERM)  # the non-chief only
     except BaseException:
-        for p in procs:
-            p.kill()
+        _kill_running(procs)
         raise
     outputs = _finish(procs, timeout=60)
     steps = []
