@@ -107,7 +107,7 @@ def machine_section(before, after, argv):
         ["TensorFlow / Keras", "%s / %s" % (before["tensorflow"], before["keras"])],
         ["PyTorch", before["torch"] or "not installed"],
         ["numpy / apache-beam", "%s / %s" % (before["numpy"], before["apache_beam"])],
-        ["TF_ENABLE_ONEDNN_OPTS", before["TF_ENABLE_ONEDNN_OPTS"]],
+        ["TF_ENABLE_ONEDNN_OPTS", common.describe_onednn(before, before["tensorflow_onednn_default"])],
         ["load average (1, 5, 15 min) at start", before["load_average"]],
         ["load average (1, 5, 15 min) at end", after["load_average"]],
         ["started / ended (UTC)", "%s / %s" % (before["utc"], after["utc"])],
@@ -140,6 +140,7 @@ def main(argv=None):
     work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="alexnet-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     before = common.describe_machine()
+    before["tensorflow_onednn_default"] = common.tensorflow_onednn_default()
     log("machine: %s, %s CPUs, load %s" % (before["cpu"], before["cores"], before["load_average"]))
     sections, failed, results = [], [], {}
     try:

@@ -20,6 +20,8 @@ import sys
 import time
 from importlib import metadata
 
+import trainer
+
 # The marker in front of the one JSON line a worker prints; log lines from
 # TensorFlow or absl can never be mistaken for it.
 RESULT_PREFIX = "BENCHMARK_RESULT "
@@ -184,7 +186,9 @@ def describe_machine():
       A dict: cpu, cores (logical CPUs this process may use), memory_gib,
       vector extensions relevant to float32 and bfloat16 GEMM, OS, Python,
       versions of tensorflow / keras / torch / numpy / apache-beam (None when not
-      installed), the TF_ENABLE_ONEDNN_OPTS setting, load average, UTC time.
+      installed), TF_ENABLE_ONEDNN_OPTS as this process passes it on and as the
+      environment set it before `trainer` gave its default (None: unset), load
+      average, UTC time.
     """
     flags = _cpu_flags()
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
@@ -204,10 +208,39 @@ def describe_machine():
         "torch": _package_version("torch"),
         "numpy": _package_version("numpy"),
         "apache_beam": _package_version("apache-beam"),
-        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's default)"),
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get(trainer.ONEDNN_VARIABLE),
+        "onednn_from_environment": trainer.ONEDNN_FROM_ENVIRONMENT,
         "load_average": load_average(),
         "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
+
+
+def tensorflow_onednn_default(timeout=300):
+    """Whether TensorFlow left to itself (TF_ENABLE_ONEDNN_OPTS unset) runs its oneDNN kernels on this CPU.
+
+    Asked of a child process, because a TensorFlow that has started cannot
+    change its mind. Returns True or False, or None when the child could not say
+    (TensorFlow missing or failing to start).
+    """
+    env = {k: v for k, v in os.environ.items() if k != trainer.ONEDNN_VARIABLE}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    code = "from tensorflow.python.util import _pywrap_util_port as p; print('ONEDNN', bool(p.IsMklEnabled()))"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    answers = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ONEDNN ")]
+    return {"True": True, "False": False}.get(answers[-1]) if answers and proc.returncode == 0 else None
+
+
+def describe_onednn(machine, tensorflow_default):
+    """The machine table's oneDNN cell: the value the workers get, who chose it, and TensorFlow's own default here."""
+    own = {True: "on", False: "off", None: "unknown"}[tensorflow_default]
+    if machine["onednn_from_environment"] is None:
+        chosen = "%s (the project's default, trainer/__init__.py)" % machine["TF_ENABLE_ONEDNN_OPTS"]
+    else:
+        chosen = "%s (set in the environment)" % machine["onednn_from_environment"]
+    return "%s; TensorFlow's own default on this CPU: %s" % (chosen, own)
 
 
 def emit_result(result):

@@ -227,6 +227,8 @@ def tiny_report(tmp_path_factory):
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text('raise ImportError("No module named \'torch\' (hidden by the test)")\n')
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([str(tmp / "hide_torch"), str(REPO)]))
+    # As a user's shell: TF_ENABLE_ONEDNN_OPTS unset (this process's import of `benchmarks` set it).
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     output = tmp / "BENCHMARKS.md"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--tiny", "--repeats", "2", "--output", str(output),
@@ -245,6 +247,10 @@ def test_tiny_run_writes_a_well_formed_report(tiny_report):
     machine = {row[0]: row[1] for row in tables[0][1:]}
     assert machine["CPUs usable"] == str(len(os.sched_getaffinity(0)))
     assert machine["command"].startswith("`python -m benchmarks --tiny --repeats 2")
+    # The project's oneDNN default reached the workers, whatever TensorFlow's own default on this CPU.
+    assert re.match(r"^1 \(the project's default, trainer/__init__.py\); TensorFlow's own default on this CPU: (on|off)$",
+                    machine["TF_ENABLE_ONEDNN_OPTS"]), machine["TF_ENABLE_ONEDNN_OPTS"]
+    assert "(oneDNN on, threads" in text
     assert not list(output.parent.glob(".benchmarks-*")), "the temporary file must be renamed onto the output"
 
     train = next(t for t in tables if t[0][:3] == ["batch", "Keras images/s", "PyTorch images/s"])

@@ -4,6 +4,7 @@ All in-process and fast: no model is built here.
 """
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,23 @@ def test_help_returns_0_and_lists_the_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--data_dir", "--strategy", "--cpu_replicas", "--mixed_precision", "--eval_only", "--demo", "--debug_nan_at_step"):
         assert flag in out
+
+
+ONEDNN_PROBE = (
+    "import trainer.task; from tensorflow.python.util import _pywrap_util_port as p; "
+    "print('ONEDNN', bool(p.IsMklEnabled()))"
+)
+
+
+@pytest.mark.parametrize("setting,enabled", [(None, True), ("0", False), ("1", True)])
+def test_trainer_turns_on_onednn_unless_the_environment_chose(setting, enabled):
+    # TensorFlow's own default leaves oneDNN off on AVX2-only CPUs; the trainer's entry point
+    # turns it on before TensorFlow starts, and an explicit setting wins.
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    proc = subprocess.run([sys.executable, "-c", ONEDNN_PROBE], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-2:] == ["ONEDNN", str(enabled)]
