@@ -21,6 +21,7 @@ import time
 from importlib import metadata
 
 import trainer
+from trainer import cpu as trainer_cpu
 
 # The marker in front of the one JSON line a worker prints; log lines from
 # TensorFlow or absl can never be mistaken for it.
@@ -149,17 +150,6 @@ def _cpu_model():
     return "%s (family %s, model %s)" % (fields["model name"], fields.get("cpu family", "?"), fields.get("model", "?"))
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def _memory_gib():
     try:
         with open("/proc/meminfo", encoding="utf-8") as f:
@@ -190,7 +180,7 @@ def describe_machine():
       environment set it before `trainer` gave its default (None: unset), load
       average, UTC time.
     """
-    flags = _cpu_flags()
+    flags = trainer_cpu.cpu_flags() or set()
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
     try:
         cores = len(os.sched_getaffinity(0))

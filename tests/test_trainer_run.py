@@ -271,3 +271,15 @@ def test_a_non_chief_worker_writes_no_tensorboard_logs(finished_run, tmp_path, m
     assert task.main(_args(finished_run["data"], m, "--epochs", "1", "--steps_per_epoch", "1", "--no_export")) == 0
     assert (m / "checkpoints").is_dir()  # it took part in saving
     assert not [p for p in (m / "logs").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("flags,warned", [({"avx2", "fma"}, True), ({"avx2", "avx512_bf16"}, False)])
+def test_bfloat16_on_a_cpu_without_it_warns_once(finished_run, capsys, monkeypatch, flags, warned):
+    # The CPU's flags are stubbed; the run (an evaluation under the bfloat16 policy) is real.
+    from trainer import cpu as cpu_lib
+
+    monkeypatch.setattr(cpu_lib, "cpu_flags", lambda: set(flags))
+    assert task.main(_args(finished_run["data"], finished_run["model_dir"], "--eval_only", "--mixed_precision", "bfloat16")) == 0
+    out = capsys.readouterr().out
+    assert out.count("warning: --mixed_precision bfloat16 on a CPU without native bfloat16") == (1 if warned else 0)
+    assert "centre crop top-1" in out.strip().splitlines()[-1]

@@ -34,6 +34,7 @@ import tensorflow as tf
 import model as model_lib
 from trainer import checkpoints as ckpt_lib
 from trainer import config as config_lib
+from trainer import cpu as cpu_lib
 from trainer import evaluate as eval_lib
 from trainer import input_pipeline
 from trainer import optimizer as optimizer_lib
@@ -579,6 +580,10 @@ def run(config, tf_config=None, log=None):
         strategy = strategy_lib.make_strategy(config.strategy, tf_config, config.tpu)
     except (strategy_lib.StrategyError, RuntimeError, ValueError) as err:
         raise RunError(str(err)) from err
+    accelerators = len(tf.config.list_logical_devices("GPU")) + len(tf.config.list_logical_devices("TPU"))
+    warning = cpu_lib.bfloat16_warning(config.mixed_precision, config.xla, accelerators, cpu_lib.cpu_flags())
+    if warning:
+        log(warning)
     previous_policy = keras.mixed_precision.dtype_policy()
     if config.mixed_precision != "none":
         keras.mixed_precision.set_dtype_policy("mixed_" + config.mixed_precision)
