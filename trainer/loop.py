@@ -493,36 +493,27 @@ def _make_datasets(config, strategy, info, seed, train=True):
     """(distributed endless training dataset or None when not `train`,
     function returning a distributed validation dataset)."""
 
-    def train_fn(ctx):
+    def dataset_fn(split, ctx, **options):
         return input_pipeline.make_dataset(
             config.data_dir,
-            "train",
+            split,
             config.batch_size,
-            training=True,
             image_size=config.image_size,
             info=info,
             input_context=ctx,
-            seed=seed,
-            pca_noise=config.pca_noise,
             skip_corrupt=config.skip_corrupt,
-            finish_on_device=not config.augment_on_host,
+            **options,
         )
 
-    def val_fn(ctx, ten_crop=False):
-        return input_pipeline.make_dataset(
-            config.data_dir,
-            "validation",
-            config.batch_size,
-            training=False,
-            image_size=config.image_size,
-            info=info,
-            input_context=ctx,
-            ten_crop=ten_crop,
-            skip_corrupt=config.skip_corrupt,
+    def train_fn(ctx):
+        return dataset_fn(
+            "train", ctx, training=True, seed=seed, pca_noise=config.pca_noise, finish_on_device=not config.augment_on_host
         )
 
     def validation(ten_crop=False):
-        return strategy.distribute_datasets_from_function(lambda ctx: val_fn(ctx, ten_crop))
+        return strategy.distribute_datasets_from_function(
+            lambda ctx: dataset_fn("validation", ctx, training=False, ten_crop=ten_crop)
+        )
 
     try:
         train_dataset = strategy.distribute_datasets_from_function(train_fn) if train else None
