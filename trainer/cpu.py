@@ -1,11 +1,11 @@
 """What the host CPU offers the trainer, read without importing TensorFlow.
 
 Used for one warning: `--mixed_precision bfloat16` on a CPU without native
-bfloat16 arithmetic. TensorFlow then converts every operand to float32 and
-back around each op, and on an AVX2-only AMD EPYC the AlexNet step at batch 32
-ran at 1.0 images/s against 12.4 in float32 (12x slower; with `--xla` it ran
-at 13.7, 1.1x faster than float32; see BENCHMARKS.md, "Distribution"). On
-CPUs with AVX-512 BF16 the same flag made the step 1.5 to 2.0x faster.
+bfloat16 arithmetic. TensorFlow's kernels then emulate it: on an AVX2-only AMD
+EPYC the AlexNet step at batch 32 ran at 1.0 images/s against 12.4 in float32
+(12x slower; with `--xla` it ran at 13.7, 1.1x faster than float32; see
+BENCHMARKS.md, "Distribution"). On CPUs with AVX-512 BF16 the same flag made
+the step 1.5 to 2.0x faster.
 """
 
 # /proc/cpuinfo names of the instructions that do bfloat16 arithmetic natively
