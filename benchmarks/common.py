@@ -209,7 +209,8 @@ def tensorflow_onednn_default(timeout=300):
     """Whether TensorFlow left to itself (TF_ENABLE_ONEDNN_OPTS unset) runs its oneDNN kernels on this CPU.
 
     Asked of a child process, because a TensorFlow that has started cannot
-    change its mind. Returns True or False, or None when the child could not say
+    change its mind; its code is inline because importing `benchmarks` (for
+    `training_step.onednn_enabled`) would set the variable. Returns True or False, or None when the child could not say
     (TensorFlow missing or failing to start).
     """
     env = {k: v for k, v in os.environ.items() if k != trainer.ONEDNN_VARIABLE}
@@ -226,7 +227,9 @@ def tensorflow_onednn_default(timeout=300):
 def describe_onednn(machine, tensorflow_default):
     """The machine table's oneDNN cell: the value the workers get, who chose it, and TensorFlow's own default here."""
     own = {True: "on", False: "off", None: "unknown"}[tensorflow_default]
-    if machine["onednn_from_environment"] is None:
+    if machine["TF_ENABLE_ONEDNN_OPTS"] is None:
+        chosen = "unset (TensorFlow started before `trainer` could give its default)"
+    elif machine["onednn_from_environment"] is None:
         chosen = "%s (the project's default, trainer/__init__.py)" % machine["TF_ENABLE_ONEDNN_OPTS"]
     else:
         chosen = "%s (set in the environment)" % machine["onednn_from_environment"]

@@ -143,6 +143,17 @@ def test_train_stage_names_the_round_that_failed(monkeypatch):
     assert "failed: round 2 of 2: exited with code 1: boom" in training_step.render(stage)
 
 
+def test_onednn_cell_names_who_chose_the_setting():
+    machine = {"TF_ENABLE_ONEDNN_OPTS": "1", "onednn_from_environment": None}
+    assert common.describe_onednn(machine, False) == (
+        "1 (the project's default, trainer/__init__.py); TensorFlow's own default on this CPU: off")
+    machine = {"TF_ENABLE_ONEDNN_OPTS": "0", "onednn_from_environment": "0"}
+    assert common.describe_onednn(machine, True) == "0 (set in the environment); TensorFlow's own default on this CPU: on"
+    machine = {"TF_ENABLE_ONEDNN_OPTS": None, "onednn_from_environment": None}
+    assert common.describe_onednn(machine, None).startswith("unset (TensorFlow started before")
+    assert common.describe_onednn(machine, None).endswith("TensorFlow's own default on this CPU: unknown")
+
+
 def test_markdown_table_escapes_and_checks_width():
     table = common.markdown_table(["a", "b"], [["x|y", 2]])
     assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y | 2 |"]

@@ -14,7 +14,7 @@ NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 
 def cpu_flags(path="/proc/cpuinfo"):
-    """The first CPU's feature flags ('flags' on x86, 'Features' on Arm); None when unreadable."""
+    """The first CPU's feature flags ('flags' on x86, 'Features' on Arm); None when unreadable or without such a line."""
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:

@@ -8,7 +8,8 @@
 Flags are parsed strictly into a frozen trainer.config.TrainConfig; this module
 is the only place that reads flags and environment variables (AIP_MODEL_DIR,
 AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR as directory defaults; TF_CONFIG
-or Vertex AI's CLUSTER_SPEC for multi-worker training). Rerunning the same
+or Vertex AI's CLUSTER_SPEC for multi-worker training; the package,
+trainer/__init__.py, gives TF_ENABLE_ONEDNN_OPTS its default). Rerunning the same
 command resumes from the last checkpoint in the model directory.
 
 Exit codes: 0 done; 2 a usage error (one line on stderr); 3 the loss became
