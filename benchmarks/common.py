@@ -210,8 +210,9 @@ def tensorflow_onednn_default(timeout=300):
 
     Asked of a child process, because a TensorFlow that has started cannot
     change its mind; its code is inline because importing `benchmarks` (for
-    `training_step.onednn_enabled`) would set the variable. Returns True or False, or None when the child could not say
-    (TensorFlow missing or failing to start).
+    `training_step.onednn_enabled`) would set the variable. Returns True or
+    False, or None when the child could not say (TensorFlow missing or failing
+    to start).
     """
     env = {k: v for k, v in os.environ.items() if k != trainer.ONEDNN_VARIABLE}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
