@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_trainer_support import REPO, free_port, subprocess_env, task_command, write_dataset
+from test_trainer_support import REPO, free_port, run_task, subprocess_env, task_command, write_dataset
 
 # One step under MirroredStrategy over /cpu:0 and /cpu:1 against one device, same
 # global batch of 8, same initial weights; prints the losses and weight differences.
@@ -69,6 +69,27 @@ def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("mw_data")
     write_dataset(root, num_classes=3, train_per_class=8, val_per_class=4, size=72, train_shards=2, val_shards=2)
     return root
+
+
+@pytest.mark.parametrize("strategy", ["mirrored", "auto"])
+def test_xla_over_logical_cpu_devices_is_refused_in_one_line(tiny_data, tmp_path, strategy):
+    """XLA cannot run the mirrored step over 2 logical CPUs (TensorFlow stops with a
+    cross-device resource error, keras-team/keras#19005): one error line, exit 2,
+    before the run writes anything."""
+    model_dir = tmp_path / "run"
+    proc = run_task(
+        "--data_dir", tiny_data, "--model_dir", model_dir, "--strategy", strategy, "--cpu_replicas", "2", "--xla",
+        "--image_size", "67", "--batch_size", "4", "--epochs", "1", "--no_export",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "InvalidArgumentError" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m trainer.task")]
+    assert errors == [
+        "python -m trainer.task: error: --xla does not work with mirrored training over 2 logical CPU devices "
+        "(--cpu_replicas): XLA cannot reach the variables of the other CPU devices (keras-team/keras#19005). "
+        "Drop --xla or train on one CPU device."
+    ]
+    assert not model_dir.exists()
 
 
 def _start_workers(data_dir, model_dir, flags_of):

@@ -569,6 +569,8 @@ def run(config, tf_config=None, log=None):
     try:
         strategy_lib.configure_cpu_replicas(config.cpu_replicas)
         strategy = strategy_lib.make_strategy(config.strategy, tf_config, config.tpu)
+        if config.xla:
+            strategy_lib.check_xla(strategy)
     except (strategy_lib.StrategyError, RuntimeError, ValueError) as err:
         raise RunError(str(err)) from err
     accelerators = len(tf.config.list_logical_devices("GPU")) + len(tf.config.list_logical_devices("TPU"))

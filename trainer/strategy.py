@@ -137,6 +137,30 @@ def make_strategy(name, tf_config=None, tpu_address=""):
     raise StrategyError("expected --strategy in auto, default, one_device, mirrored, multi_worker_mirrored, tpu. Received: %r" % (name,))
 
 
+def check_xla(strategy):
+    """Raises StrategyError when `--xla` cannot run under `strategy`.
+
+    XLA fails when one strategy mirrors the variables over several logical CPU
+    devices (`--cpu_replicas` > 1): the compiled step of replica 1 reads its
+    variables on /cpu:1 from the XLA device of /cpu:0, and TensorFlow stops with
+    "Trying to access resource ... located in device CPU:1 from device CPU:0"
+    (keras-team/keras#19005; TensorFlow's XLA known issue "tf.Variable on a
+    different device"). Only logical CPU devices are refused: on one CPU
+    device the XLA step trains (tested); several GPUs were not tried here.
+    """
+    try:
+        devices = strategy.extended.worker_devices
+    except RuntimeError:  # the default strategy has no device list: one device
+        return
+    cpus = [d for d in devices if tf.DeviceSpec.from_string(d).device_type == "CPU"]
+    if len(cpus) > 1:
+        raise StrategyError(
+            "--xla does not work with mirrored training over %d logical CPU devices (--cpu_replicas): XLA cannot "
+            "reach the variables of the other CPU devices (keras-team/keras#19005). Drop --xla or train on one "
+            "CPU device." % len(cpus)
+        )
+
+
 def _multi_worker(tf_config):
     if not tf_config:
         raise StrategyError("--strategy multi_worker_mirrored needs TF_CONFIG or Vertex AI's CLUSTER_SPEC in the environment. Received neither.")
