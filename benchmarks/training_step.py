@@ -10,7 +10,10 @@ single-tower network (LRN, overlapping pooling, dropout 0.5, 1000 classes,
 coupled weight decay 5e-4 on the weights, one fixed random batch held in memory,
 so only the model step is timed. Each worker also times a large float32 matrix
 multiply (TensorFlow and numpy, or torch), the machine's practical float32
-ceiling in the same run.
+ceiling in the same run. With `--conv_ops` (the stage's default Keras worker)
+the Keras worker also times each convolution op of the step by itself
+(`keras_conv_op_times`): how close TensorFlow's convolution kernels alone come
+to the ceiling on this machine, beside how close the whole step comes.
 
 Training FLOPs per image use the usual estimate: forward multiply-accumulates of
 the convolutions and fully connected layers (from the layer shapes) x 2 FLOPs per
@@ -141,6 +144,78 @@ def keras_step_rates(model, batch_size, image_size, num_classes, warmup, repeats
     return common.rate_stats(batch_size * steps, common.time_runs(run, warmup, repeats))
 
 
+CONV_OPS = ("forward", "input gradient", "filter gradient")
+
+
+def conv_op_functions(layer, x, w, b, dy):
+    """The step's three convolution ops of one Conv2D layer, as functions of no arguments.
+
+    `forward`: the convolution with its bias and ReLU (oneDNN fuses the three, as
+    in the step); `input gradient`: the gradient with respect to the layer's
+    input, which the step skips for the first layer (the image needs none);
+    `filter gradient`: the kernel and bias gradients (fused, as in the step).
+
+    Args:
+      layer: a built keras Conv2D with groups 1 (its strides and padding are used).
+      x, w, b, dy: the layer's input, kernel, bias and output gradient.
+
+    Returns:
+      {op name: callable returning the op's full result} in `CONV_OPS` order.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    if layer.groups != 1 or tuple(layer.dilation_rate) != (1, 1):
+        raise ValueError("conv_op_functions expected groups 1 and no dilation. Received: layer %s" % layer.name)
+    strides = [1, layer.strides[0], layer.strides[1], 1]
+    padding = layer.padding.upper()
+    return {
+        "forward": lambda: tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, strides, padding), b)),
+        "input gradient": lambda: tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.shape(x), filter=w, out_backprop=dy, strides=strides, padding=padding
+        ),
+        "filter gradient": lambda: (
+            tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(w), out_backprop=dy, strides=strides, padding=padding),
+            tf.raw_ops.BiasAddGrad(out_backprop=dy),
+        ),
+    }
+
+
+def keras_conv_op_times(model, batch_size, warmup, repeats):
+    """Milliseconds of each convolution op of the train step, each op timed alone on all cores.
+
+    The ops of `conv_op_functions`, on random tensors of the layers' shapes at
+    `batch_size`. Their sum estimates the fastest the step can run with this
+    TensorFlow's convolution kernels on this machine: the rest of the step (LRN,
+    pooling, the dense layers, dropout, the update) comes on top.
+
+    Args:
+      model: the Keras AlexNet whose step was timed (its Conv2D layers give the shapes).
+      batch_size: the batch.
+      warmup, repeats: untimed and timed calls of each op.
+
+    Returns:
+      A list of {"layer", "op", "ms": `common.summarize` of milliseconds}, in layer order.
+    """
+    import keras  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    times = []
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    for index, layer in enumerate(convs):
+        x = tf.random.uniform((batch_size,) + tuple(layer.input.shape[1:]), seed=1)
+        w = tf.random.normal(tuple(layer.kernel.shape), stddev=0.01, seed=2)
+        b = tf.zeros((layer.filters,))
+        dy = tf.random.normal((batch_size,) + tuple(layer.output.shape[1:]), seed=3)
+        for op, fn in conv_op_functions(layer, x, w, b, dy).items():
+            if op == "input gradient" and index == 0:
+                continue
+            # One element of each result is fetched: enough to wait for the op, no copy of its output timed.
+            timed = tf.function(lambda fn=fn: [tf.reshape(t, [-1])[0] for t in tf.nest.flatten(fn())])
+            durations = common.time_runs(lambda timed=timed: [t.numpy() for t in timed()], warmup, repeats)
+            times.append({"layer": layer.name, "op": op, "ms": common.summarize([1000 * d for d in durations])})
+    return times
+
+
 def compile_alexnet(model, jit_compile):
     """Compiles `model` with the trainer's optimizer (trainer.loop.build_optimizer):
     SGD, lr 0.01, momentum 0.9, the paper's coupled weight decay 5e-4 applied to
@@ -200,6 +275,8 @@ def run_keras(args):
         result["batches"][str(batch_size)] = keras_step_rates(
             model, batch_size, args.image_size, args.num_classes, args.warmup, args.repeats, args.steps
         )
+        if args.conv_ops:
+            result.setdefault("conv_ops", {})[str(batch_size)] = keras_conv_op_times(model, batch_size, args.warmup, args.repeats)
         result["parameters"] = model.count_params()
     result["matmul"] = _faster(before, gemms())
     return result
@@ -371,6 +448,12 @@ def pool_rounds(rounds):
         batch: common.summarize([v for result in rounds for v in result["batches"][batch]["values"]])
         for batch in rounds[0]["batches"]
     }
+    if all("conv_ops" in result for result in rounds):
+        pooled["conv_ops"] = {
+            batch: [dict(entry, ms=common.summarize([v for result in rounds for v in result["conv_ops"][batch][i]["ms"]["values"]]))
+                    for i, entry in enumerate(entries)]
+            for batch, entries in rounds[0]["conv_ops"].items()
+        }  # fmt: skip
     if all("matmul" in result for result in rounds):
         pooled["matmul"] = {
             name: max((result["matmul"][name] for result in rounds), key=lambda stats: stats["median"])
@@ -406,7 +489,7 @@ def run_stage(tiny=False, repeats=3, variants=True, log=print):
       worker result or {"error": message} / {"unavailable": message}.
     """
     settings = stage_settings(tiny, repeats)
-    defaults = [("keras", "Keras (default)", settings, (), {}), ("torch", "PyTorch (default)", settings, (), {})]
+    defaults = [("keras", "Keras (default)", settings, ("--conv_ops",), {}), ("torch", "PyTorch (default)", settings, (), {})]
     runs = [(run, "round %d of %d" % (r + 1, settings["rounds"]) if settings["rounds"] > 1 else "")
             for r in range(settings["rounds"]) for run in defaults]  # fmt: skip
     if variants and not tiny:
@@ -445,6 +528,68 @@ def ceiling(stage):
             if best is None or stats["median"] > best[0]["median"]:
                 best = (stats, name)
     return best
+
+
+def conv_summary(stage, batch):
+    """What the Keras step's convolutions cost when each op runs alone (`keras_conv_op_times`).
+
+    Returns:
+      None when the Keras run has no op times for `batch`; else {"ms": {op kind:
+      summed median ms}, "total_ms", "images_per_s" (the batch over the summed
+      time: the step's rate if it were only its convolutions), "share_of_ceiling"
+      (that rate's GFLOP/s over the GEMM ceiling, None without a ceiling),
+      "share_of_step" (summed time over the measured step's median time)}.
+    """
+    run = stage["keras"]
+    entries = run.get("conv_ops", {}).get(str(batch))
+    if not entries or "batches" not in run:
+        return None
+    ms = {op: sum(e["ms"]["median"] for e in entries if e["op"] == op) for op in CONV_OPS}
+    total = sum(ms.values())
+    rate = 1000.0 * batch / total
+    best = ceiling(stage)
+    share = rate * stage["flops"]["estimate"] / 1e9 / best[0]["median"] if best else None
+    step_ms = 1000.0 * batch / run["batches"][str(batch)]["median"]
+    return {"ms": ms, "total_ms": total, "images_per_s": rate, "share_of_ceiling": share, "share_of_step": total / step_ms}
+
+
+def _render_conv_ops(stage):
+    """The tables of the convolutions alone: per batch, and per layer and op at the first batch."""
+    settings, keras_run, best = stage["settings"], stage["keras"], ceiling(stage)
+    batches = [b for b in settings["batch_sizes"] if conv_summary(stage, b)]
+    if not batches:
+        return []
+    out = ["Convolutions alone (Keras worker, same run): each convolution op of the step timed by itself on all "
+           "cores, on random tensors of its shapes: the forward with its bias and ReLU and the filter gradient "
+           "with the bias gradient (fused by oneDNN, as in the step), the input gradient (none for conv1: the image "
+           "needs none). Their sum estimates the fastest the step could run with these kernels; the rest of the "
+           "step (LRN, pooling, dense layers, dropout, the update) and running the ops inside it come on top. "
+           "Milliseconds: sums of medians.\n"]  # fmt: skip
+    rows = []
+    for batch in batches:
+        c = conv_summary(stage, batch)
+        share = "%.0f%%" % (100 * c["share_of_ceiling"]) if c["share_of_ceiling"] is not None else "n/a"
+        rows.append([batch] + ["%.0f" % c["ms"][op] for op in CONV_OPS] +
+                    ["%.0f" % c["total_ms"], "%.0f%%" % (100 * c["share_of_step"]), "%.1f" % c["images_per_s"], share])  # fmt: skip
+    out.append(common.markdown_table(
+        ["batch"] + ["%s ms" % op for op in CONV_OPS] +
+        ["all convolutions ms", "share of the measured step", "images/s at the convolutions alone", "% of ceiling at that rate"],
+        rows))  # fmt: skip
+    batch = batches[0]
+    macs = {name: m for name, _, m in stage["layers"]}
+    cells = {}
+    for e in keras_run["conv_ops"][str(batch)]:
+        gflops = 2 * macs[e["layer"]] * batch / 1e9 / (e["ms"]["median"] / 1000.0)
+        ms = e["ms"]["median"]
+        cell = "%s ms, %.0f GFLOP/s" % ("%.0f" % ms if ms >= 10 else "%.1f" % ms, gflops)
+        if best:
+            cell += " (%.0f%%)" % (100 * gflops / best[0]["median"])
+        cells.setdefault(e["layer"], {})[e["op"]] = cell
+    out.append("Per layer at batch %d (median ms, GFLOP/s of the op: 2 x the layer's MACs x the batch per second, "
+               "and its %% of the ceiling):\n" % batch)
+    out.append(common.markdown_table(["layer"] + list(CONV_OPS),
+                                     [[layer] + [ops.get(op, "-") for op in CONV_OPS] for layer, ops in cells.items()]))
+    return out
 
 
 def _cell(run, batch):
@@ -499,6 +644,7 @@ def render(stage):
                 row += ["%.1f" % (med * gflop_per_image), "%.0f%%" % (100 * med * gflop_per_image / best[0]["median"])]
         rows.append(row)
     out.append(common.markdown_table(headers, rows))
+    out += _render_conv_ops(stage)
     bullets = []
     for run in (keras_run, torch_run):
         extra = ""
@@ -552,6 +698,8 @@ def main(argv=None):
     parser.add_argument("--channels_last", action="store_true", help="PyTorch: channels_last memory format")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: framework default)")
     parser.add_argument("--inter_op", type=int, default=0, help="Keras: TensorFlow inter-op threads (0: default)")
+    parser.add_argument("--conv_ops", action="store_true",
+                        help="Keras: also time each convolution op of the step alone (keras_conv_op_times)")
     args = parser.parse_args(argv)
     if args.image_size < 67 or args.repeats < 1 or args.steps < 1 or args.warmup < 0 or args.matmul_size < 1:
         parser.error("expected image_size >= 67, repeats >= 1, steps >= 1, warmup >= 0, matmul_size >= 1. Received: "

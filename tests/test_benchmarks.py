@@ -209,6 +209,85 @@ def test_missing_output_directory_is_a_usage_error(tmp_path, capsys):
     assert not (tmp_path / "nope").exists()
 
 
+# ---------------------------------------------------------------- the convolutions alone
+
+
+@pytest.mark.parametrize("strides,padding", [(4, "valid"), (1, "same")])
+def test_conv_op_functions_compute_the_step_gradients(strides, padding):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    layer = keras.layers.Conv2D(5, 3, strides=strides, padding=padding, activation="relu", bias_initializer="random_normal")
+    x = tf.random.uniform((2, 13, 13, 4), seed=1)
+    out = layer(x)
+    dy = tf.random.normal(out.shape, seed=2)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        pre_activation = layer.convolution_op(x, layer.kernel) + layer.bias
+    dx, dw, db = tape.gradient(pre_activation, [x, layer.kernel, layer.bias], output_gradients=dy)
+    ops = training_step.conv_op_functions(layer, x, layer.kernel, layer.bias, dy)
+    assert list(ops) == list(training_step.CONV_OPS)
+    np.testing.assert_allclose(ops["forward"](), out, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops["input gradient"](), dx, rtol=1e-5, atol=1e-6)
+    kernel_gradient, bias_gradient = ops["filter gradient"]()
+    np.testing.assert_allclose(kernel_gradient, dw, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bias_gradient, db, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_op_times_cover_every_op_of_the_step():
+    model = training_step.paper_alexnet(10, 67)
+    times = training_step.keras_conv_op_times(model, 2, warmup=0, repeats=2)
+    ops = [(t["layer"], t["op"]) for t in times]
+    # conv1 has no input gradient: the step needs none for the image.
+    assert ops == [("conv1", "forward"), ("conv1", "filter gradient")] + [
+        (layer, op) for layer in ("conv2", "conv3", "conv4", "conv5") for op in training_step.CONV_OPS
+    ]
+    assert all(t["ms"]["n"] == 2 and t["ms"]["min"] > 0 for t in times)
+
+
+def _conv_stage(step_rate=10.0, gemm=100.0):
+    """A train stage with batch 32, a Keras step of `step_rate` images/s, a GEMM ceiling of
+    `gemm` GFLOP/s and convolution ops of 10 ms (forwards), 20 ms (input gradients), 30 ms (filter gradients)."""
+    entries = [{"layer": layer, "op": op, "ms": common.summarize([{"forward": 10.0, "input gradient": 20.0, "filter gradient": 30.0}[op]])}
+               for layer in ("conv1", "conv2", "conv3", "conv4", "conv5") for op in training_step.CONV_OPS
+               if not (layer == "conv1" and op == "input gradient")]  # fmt: skip
+    keras_run = {"framework": "keras", "version": "TF x", "label": "Keras (default)", "command": "k",
+                 "batches": {"32": common.summarize([step_rate])}, "conv_ops": {"32": entries},
+                 "matmul": {"numpy": common.summarize([gemm])}}  # fmt: skip
+    torch_run = {"framework": "torch", "label": "PyTorch (default)", "command": "t", "unavailable": "no torch"}
+    settings = dict(training_step.stage_settings(False, 1), batch_sizes=[32])
+    return {"settings": settings, "flops": training_step.training_flops_per_image(), "layers": training_step.alexnet_layer_macs(),
+            "keras": keras_run, "torch": torch_run, "variants": []}  # fmt: skip
+
+
+def test_conv_summary_sums_the_ops_against_the_step_and_the_ceiling():
+    stage = _conv_stage()
+    c = training_step.conv_summary(stage, 32)
+    assert c["ms"] == {"forward": 50.0, "input gradient": 80.0, "filter gradient": 150.0} and c["total_ms"] == 280.0
+    assert c["images_per_s"] == pytest.approx(32 / 0.28)
+    gflop = training_step.training_flops_per_image()["estimate"] / 1e9
+    assert c["share_of_ceiling"] == pytest.approx(32 / 0.28 * gflop / 100.0)
+    assert c["share_of_step"] == pytest.approx(0.28 / 3.2)  # the step: 32 images at 10 images/s
+    text = training_step.render(stage)
+    assert "| 32 | 50 | 80 | 150 | 280 | 9%% | 114.3 | %.0f%% |" % (100 * c["share_of_ceiling"]) in text
+    conv2_macs = dict((name, m) for name, _, m in training_step.alexnet_layer_macs())["conv2"]
+    assert "| conv2 | 10 ms, %.0f GFLOP/s (%.0f%%) |" % (2 * conv2_macs * 32 / 1e9 / 0.01, 2 * conv2_macs * 32 / 1e9 / 0.01) in text
+    assert "| conv1 | 10 ms," in text and text.split("| conv1 |")[1].split("\n")[0].count("| - |") == 1
+    # Without op times (an older worker, a variant) there is no such table and no figure for it.
+    del stage["keras"]["conv_ops"]
+    assert training_step.conv_summary(stage, 32) is None
+    assert "Convolutions alone" not in training_step.render(stage)
+
+
+def test_pool_rounds_pools_the_conv_op_times():
+    first, second = _conv_stage()["keras"], _conv_stage()["keras"]
+    second["conv_ops"] = {"32": [dict(e, ms=common.summarize([2 * e["ms"]["median"]])) for e in second["conv_ops"]["32"]]}
+    pooled = training_step.pool_rounds([first, second])
+    assert pooled["conv_ops"]["32"][0]["layer"] == "conv1" and pooled["conv_ops"]["32"][0]["ms"]["values"] == [10.0, 20.0]
+    assert pooled["conv_ops"]["32"][-1]["ms"]["median"] == 45.0
+
+
 # ---------------------------------------------------------------- the command, tiny
 
 
@@ -274,6 +353,13 @@ def test_tiny_run_writes_a_well_formed_report(tiny_report):
     targets = {row[0]: row[1:] for row in next(t for t in tables if t[0][:2] == ["target", "measured"])[1:]}
     assert targets["Keras step >= 1.3x PyTorch, batch 4"] == [training_step.TORCH_MISSING, "not measured"]
     assert targets["Keras step >= 80% of the float32 GEMM ceiling, batch 4"][1] in ("met", "**missed**")
+    assert re.match(r"^\d+% \(the convolutions alone, each op timed by itself: \d+%\)$",
+                    targets["Keras step >= 80% of the float32 GEMM ceiling, batch 4"][0])
+    convs = next(t for t in tables if t[0][:2] == ["batch", "forward ms"])
+    assert len(convs) == 2 and convs[1][0] == "4" and all(re.match(r"^\d+(\.\d)?%?$", cell) for cell in convs[1])
+    per_layer = next(t for t in tables if t[0] == ["layer"] + list(training_step.CONV_OPS))
+    assert [row[0] for row in per_layer[1:]] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert per_layer[1][2] == "-" and all(re.match(r"^\d+(\.\d)? ms, \d+ GFLOP/s \(\d+%\)$", c) for row in per_layer[2:] for c in row[1:])
     gemm = next(t for t in tables if t[0] == ["GEMM", "size", "GFLOP/s"])
     assert {row[0].split(" ")[0] for row in gemm[1:]} == {"tf.linalg.matmul", "numpy"}
     assert all(STATS_CELL.match(row[2]) for row in gemm[1:])
