@@ -360,7 +360,7 @@ def target_rows(results):
                 measured = "%.0f%%" % (100 * share)
                 convs = training_step.conv_summary(train, batch)
                 if convs:
-                    measured += " (the convolutions alone, each op timed by itself: %.0f%%)" % (100 * convs["share_of_ceiling"])
+                    measured += " (its convolutions, each op timed by itself: %.0f%%)" % (100 * convs["share_of_ceiling"])
                 rows.append(["Keras step >= 80%% of the float32 GEMM ceiling, batch %d" % batch, measured,
                              _verdict(share, 0.8)])  # fmt: skip
     e2e = results.get("end_to_end")

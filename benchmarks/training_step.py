@@ -150,13 +150,16 @@ CONV_OPS = ("forward", "input gradient", "filter gradient")
 def conv_op_functions(layer, x, w, b, dy):
     """The step's three convolution ops of one Conv2D layer, as functions of no arguments.
 
-    `forward`: the convolution with its bias and ReLU (oneDNN fuses the three, as
-    in the step); `input gradient`: the gradient with respect to the layer's
-    input, which the step skips for the first layer (the image needs none);
-    `filter gradient`: the kernel and bias gradients (fused, as in the step).
+    `forward`: the convolution with its bias and ReLU; `input gradient`: the
+    gradient with respect to the layer's input, which the step skips for the
+    first layer (the image needs none); `filter gradient`: the kernel and bias
+    gradients. With oneDNN on, TensorFlow fuses the forward into one
+    _MklNativeFusedConv2D and the filter gradient into one
+    _MklNativeConv2DBackpropFilterWithBias, the kernels the step's profile shows.
 
     Args:
-      layer: a built keras Conv2D with groups 1 (its strides and padding are used).
+      layer: a built keras Conv2D, channels_last, groups 1, no dilation (its
+        strides and padding are used).
       x, w, b, dy: the layer's input, kernel, bias and output gradient.
 
     Returns:
@@ -164,8 +167,11 @@ def conv_op_functions(layer, x, w, b, dy):
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    if layer.groups != 1 or tuple(layer.dilation_rate) != (1, 1):
-        raise ValueError("conv_op_functions expected groups 1 and no dilation. Received: layer %s" % layer.name)
+    if layer.groups != 1 or tuple(layer.dilation_rate) != (1, 1) or layer.data_format != "channels_last":
+        raise ValueError(
+            "conv_op_functions expected groups 1, no dilation and channels_last. Received: layer %s with groups=%d, "
+            "dilation_rate=%r, data_format=%s" % (layer.name, layer.groups, tuple(layer.dilation_rate), layer.data_format)
+        )
     strides = [1, layer.strides[0], layer.strides[1], 1]
     padding = layer.padding.upper()
     return {
@@ -184,9 +190,10 @@ def keras_conv_op_times(model, batch_size, warmup, repeats):
     """Milliseconds of each convolution op of the train step, each op timed alone on all cores.
 
     The ops of `conv_op_functions`, on random tensors of the layers' shapes at
-    `batch_size`. Their sum estimates the fastest the step can run with this
-    TensorFlow's convolution kernels on this machine: the rest of the step (LRN,
-    pooling, the dense layers, dropout, the update) comes on top.
+    `batch_size`. Their sum is the step's time if it did nothing else and ran
+    them one after another with this TensorFlow's kernels on this machine; the
+    rest of the step (LRN, pooling, the dense layers, dropout, the update) comes
+    on top.
 
     Args:
       model: the Keras AlexNet whose step was timed (its Conv2D layers give the shapes).
@@ -536,57 +543,66 @@ def conv_summary(stage, batch):
     Returns:
       None when the Keras run has no op times for `batch`; else {"ms": {op kind:
       summed median ms}, "total_ms", "images_per_s" (the batch over the summed
-      time: the step's rate if it were only its convolutions), "share_of_ceiling"
-      (that rate's GFLOP/s over the GEMM ceiling, None without a ceiling),
-      "share_of_step" (summed time over the measured step's median time)}.
+      time: the step's rate if it did nothing else and ran these ops one after
+      another), "gflops" (the FLOPs of the timed ops, 2 x the layer's MACs x
+      the batch each, over the summed time), "share_of_ceiling" (that over the
+      GEMM ceiling; None without a ceiling), "share_of_step" (summed time over
+      the measured step's median time)}.
     """
     run = stage["keras"]
     entries = run.get("conv_ops", {}).get(str(batch))
     if not entries or "batches" not in run:
         return None
+    macs = {name: m for name, _, m in stage["layers"]}
     ms = {op: sum(e["ms"]["median"] for e in entries if e["op"] == op) for op in CONV_OPS}
     total = sum(ms.values())
-    rate = 1000.0 * batch / total
+    gflops = sum(2 * macs[e["layer"]] * batch for e in entries) / 1e9 / (total / 1000.0)
     best = ceiling(stage)
-    share = rate * stage["flops"]["estimate"] / 1e9 / best[0]["median"] if best else None
     step_ms = 1000.0 * batch / run["batches"][str(batch)]["median"]
-    return {"ms": ms, "total_ms": total, "images_per_s": rate, "share_of_ceiling": share, "share_of_step": total / step_ms}
+    return {"ms": ms, "total_ms": total, "images_per_s": 1000.0 * batch / total, "gflops": gflops,
+            "share_of_ceiling": gflops / best[0]["median"] if best else None, "share_of_step": total / step_ms}  # fmt: skip
+
+
+def _ms(value):
+    """Milliseconds for a table cell: whole above 10, one decimal below."""
+    return "%.0f" % value if value >= 10 else "%.1f" % value
+
+
+def _gflops_cell(gflops, best):
+    """'N GFLOP/s (M%)' of the ceiling, or without the share when there is no ceiling."""
+    return "%.0f GFLOP/s" % gflops + (" (%.0f%%)" % (100 * gflops / best[0]["median"]) if best else "")
 
 
 def _render_conv_ops(stage):
     """The tables of the convolutions alone: per batch, and per layer and op at the first batch."""
     settings, keras_run, best = stage["settings"], stage["keras"], ceiling(stage)
-    batches = [b for b in settings["batch_sizes"] if conv_summary(stage, b)]
-    if not batches:
+    summaries = [(b, conv_summary(stage, b)) for b in settings["batch_sizes"]]
+    summaries = [(b, c) for b, c in summaries if c]
+    if not summaries:
         return []
+    fused = "fused by oneDNN, as in the step" if keras_run.get("onednn") else "oneDNN off: not fused"
     out = ["Convolutions alone (Keras worker, same run): each convolution op of the step timed by itself on all "
            "cores, on random tensors of its shapes: the forward with its bias and ReLU and the filter gradient "
-           "with the bias gradient (fused by oneDNN, as in the step), the input gradient (none for conv1: the image "
-           "needs none). Their sum estimates the fastest the step could run with these kernels; the rest of the "
-           "step (LRN, pooling, dense layers, dropout, the update) and running the ops inside it come on top. "
-           "Milliseconds: sums of medians.\n"]  # fmt: skip
-    rows = []
-    for batch in batches:
-        c = conv_summary(stage, batch)
-        share = "%.0f%%" % (100 * c["share_of_ceiling"]) if c["share_of_ceiling"] is not None else "n/a"
-        rows.append([batch] + ["%.0f" % c["ms"][op] for op in CONV_OPS] +
-                    ["%.0f" % c["total_ms"], "%.0f%%" % (100 * c["share_of_step"]), "%.1f" % c["images_per_s"], share])  # fmt: skip
+           "with the bias gradient (%s), and the input gradient (none for conv1: the image needs none). Their sum "
+           "(of medians) is the step's time if it did nothing else and ran these ops one after another; the rest of "
+           "the step (LRN, pooling, dense layers, dropout, the update) and the ops' cost inside it come on top. "
+           "GFLOP/s: 2 x the layer's MACs x the batch per op, over its time.\n" % fused]  # fmt: skip
+    rows = [[b] + [_ms(c["ms"][op]) for op in CONV_OPS] +
+            [_ms(c["total_ms"]), "%.0f%%" % (100 * c["share_of_step"]), "%.1f" % c["images_per_s"], _gflops_cell(c["gflops"], best)]
+            for b, c in summaries]  # fmt: skip
     out.append(common.markdown_table(
         ["batch"] + ["%s ms" % op for op in CONV_OPS] +
-        ["all convolutions ms", "share of the measured step", "images/s at the convolutions alone", "% of ceiling at that rate"],
+        ["all convolutions ms", "share of the measured step", "images/s if the step were only these ops",
+         "their GFLOP/s (% of ceiling)"],
         rows))  # fmt: skip
-    batch = batches[0]
+    batch = summaries[0][0]
     macs = {name: m for name, _, m in stage["layers"]}
     cells = {}
     for e in keras_run["conv_ops"][str(batch)]:
-        gflops = 2 * macs[e["layer"]] * batch / 1e9 / (e["ms"]["median"] / 1000.0)
         ms = e["ms"]["median"]
-        cell = "%s ms, %.0f GFLOP/s" % ("%.0f" % ms if ms >= 10 else "%.1f" % ms, gflops)
-        if best:
-            cell += " (%.0f%%)" % (100 * gflops / best[0]["median"])
-        cells.setdefault(e["layer"], {})[e["op"]] = cell
-    out.append("Per layer at batch %d (median ms, GFLOP/s of the op: 2 x the layer's MACs x the batch per second, "
-               "and its %% of the ceiling):\n" % batch)
+        gflops = 2 * macs[e["layer"]] * batch / 1e9 / (ms / 1000.0)
+        cells.setdefault(e["layer"], {})[e["op"]] = "%s ms, %s" % (_ms(ms), _gflops_cell(gflops, best))
+    out.append("Per layer at batch %d (median ms; GFLOP/s of the op and its %% of the ceiling):\n" % batch)
     out.append(common.markdown_table(["layer"] + list(CONV_OPS),
                                      [[layer] + [ops.get(op, "-") for op in CONV_OPS] for layer, ops in cells.items()]))
     return out

@@ -246,13 +246,13 @@ def test_conv_op_times_cover_every_op_of_the_step():
     assert all(t["ms"]["n"] == 2 and t["ms"]["min"] > 0 for t in times)
 
 
-def _conv_stage(step_rate=10.0, gemm=100.0):
+def _conv_stage(step_rate=10.0, gemm=400.0):
     """A train stage with batch 32, a Keras step of `step_rate` images/s, a GEMM ceiling of
     `gemm` GFLOP/s and convolution ops of 10 ms (forwards), 20 ms (input gradients), 30 ms (filter gradients)."""
     entries = [{"layer": layer, "op": op, "ms": common.summarize([{"forward": 10.0, "input gradient": 20.0, "filter gradient": 30.0}[op]])}
                for layer in ("conv1", "conv2", "conv3", "conv4", "conv5") for op in training_step.CONV_OPS
                if not (layer == "conv1" and op == "input gradient")]  # fmt: skip
-    keras_run = {"framework": "keras", "version": "TF x", "label": "Keras (default)", "command": "k",
+    keras_run = {"framework": "keras", "version": "TF x", "label": "Keras (default)", "command": "k", "onednn": True,
                  "batches": {"32": common.summarize([step_rate])}, "conv_ops": {"32": entries},
                  "matmul": {"numpy": common.summarize([gemm])}}  # fmt: skip
     torch_run = {"framework": "torch", "label": "PyTorch (default)", "command": "t", "unavailable": "no torch"}
@@ -266,14 +266,18 @@ def test_conv_summary_sums_the_ops_against_the_step_and_the_ceiling():
     c = training_step.conv_summary(stage, 32)
     assert c["ms"] == {"forward": 50.0, "input gradient": 80.0, "filter gradient": 150.0} and c["total_ms"] == 280.0
     assert c["images_per_s"] == pytest.approx(32 / 0.28)
-    gflop = training_step.training_flops_per_image()["estimate"] / 1e9
-    assert c["share_of_ceiling"] == pytest.approx(32 / 0.28 * gflop / 100.0)
     assert c["share_of_step"] == pytest.approx(0.28 / 3.2)  # the step: 32 images at 10 images/s
+    # The FLOPs of the ops timed: each op 2 x its layer's MACs x the batch; conv1 has two ops, the others three.
+    macs = {name: m for name, _, m in training_step.alexnet_layer_macs()}
+    flops = 2 * 32 * (2 * macs["conv1"] + 3 * sum(macs["conv%d" % i] for i in range(2, 6)))
+    assert c["gflops"] == pytest.approx(flops / 1e9 / 0.28)
+    assert c["share_of_ceiling"] == pytest.approx(flops / 1e9 / 0.28 / 400.0)
     text = training_step.render(stage)
-    assert "| 32 | 50 | 80 | 150 | 280 | 9%% | 114.3 | %.0f%% |" % (100 * c["share_of_ceiling"]) in text
-    conv2_macs = dict((name, m) for name, _, m in training_step.alexnet_layer_macs())["conv2"]
-    assert "| conv2 | 10 ms, %.0f GFLOP/s (%.0f%%) |" % (2 * conv2_macs * 32 / 1e9 / 0.01, 2 * conv2_macs * 32 / 1e9 / 0.01) in text
+    assert "| 32 | 50 | 80 | 150 | 280 | 9%% | 114.3 | %.0f GFLOP/s (%.0f%%) |" % (c["gflops"], 100 * c["share_of_ceiling"]) in text
+    conv2 = 2 * macs["conv2"] * 32 / 1e9 / 0.01  # GFLOP/s of conv2's 10 ms forward
+    assert "| conv2 | 10 ms, %.0f GFLOP/s (%.0f%%) |" % (conv2, 100 * conv2 / 400.0) in text
     assert "| conv1 | 10 ms," in text and text.split("| conv1 |")[1].split("\n")[0].count("| - |") == 1
+    assert "fused by oneDNN, as in the step" in text
     # Without op times (an older worker, a variant) there is no such table and no figure for it.
     del stage["keras"]["conv_ops"]
     assert training_step.conv_summary(stage, 32) is None
@@ -353,10 +357,11 @@ def test_tiny_run_writes_a_well_formed_report(tiny_report):
     targets = {row[0]: row[1:] for row in next(t for t in tables if t[0][:2] == ["target", "measured"])[1:]}
     assert targets["Keras step >= 1.3x PyTorch, batch 4"] == [training_step.TORCH_MISSING, "not measured"]
     assert targets["Keras step >= 80% of the float32 GEMM ceiling, batch 4"][1] in ("met", "**missed**")
-    assert re.match(r"^\d+% \(the convolutions alone, each op timed by itself: \d+%\)$",
+    assert re.match(r"^\d+% \(its convolutions, each op timed by itself: \d+%\)$",
                     targets["Keras step >= 80% of the float32 GEMM ceiling, batch 4"][0])
     convs = next(t for t in tables if t[0][:2] == ["batch", "forward ms"])
-    assert len(convs) == 2 and convs[1][0] == "4" and all(re.match(r"^\d+(\.\d)?%?$", cell) for cell in convs[1])
+    assert len(convs) == 2 and convs[1][0] == "4" and all(re.match(r"^\d+(\.\d)?%?$", cell) for cell in convs[1][:-1])
+    assert re.match(r"^\d+ GFLOP/s \(\d+%\)$", convs[1][-1])
     per_layer = next(t for t in tables if t[0] == ["layer"] + list(training_step.CONV_OPS))
     assert [row[0] for row in per_layer[1:]] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
     assert per_layer[1][2] == "-" and all(re.match(r"^\d+(\.\d)? ms, \d+ GFLOP/s \(\d+%\)$", c) for row in per_layer[2:] for c in row[1:])

@@ -153,6 +153,22 @@ def test_strategy_auto_and_default_on_one_cpu():
         strategy_lib.make_strategy("multi_worker_mirrored", None)
 
 
+def test_xla_is_refused_only_over_several_logical_cpu_devices():
+    import types
+
+    import tensorflow as tf
+
+    def devices(*names):  # a strategy as check_xla sees it: its worker devices
+        return types.SimpleNamespace(extended=types.SimpleNamespace(worker_devices=names))
+
+    with pytest.raises(strategy_lib.StrategyError, match=r"^--xla cannot run the step mirrored over 2 logical CPU devices \(--cpu_replicas 2\)"):
+        strategy_lib.check_xla(devices("/job:localhost/replica:0/task:0/device:CPU:0", "/job:localhost/replica:0/task:0/device:CPU:1"))
+    strategy_lib.check_xla(devices("/job:localhost/replica:0/task:0/device:GPU:0", "/job:localhost/replica:0/task:0/device:GPU:1"))
+    # The default strategy lists no devices; its XLA step trains (tests/test_trainer_loop.py).
+    strategy_lib.check_xla(tf.distribute.get_strategy())
+    strategy_lib.check_xla(tf.distribute.OneDeviceStrategy("/cpu:0"))
+
+
 def test_histogram_buckets_match_a_hand_count():
     import numpy as np
 

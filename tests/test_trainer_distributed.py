@@ -85,9 +85,9 @@ def test_xla_over_logical_cpu_devices_is_refused_in_one_line(tiny_data, tmp_path
     assert "Traceback" not in proc.stderr and "InvalidArgumentError" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m trainer.task")]
     assert errors == [
-        "python -m trainer.task: error: --xla does not work with mirrored training over 2 logical CPU devices "
-        "(--cpu_replicas): XLA cannot reach the variables of the other CPU devices (keras-team/keras#19005). "
-        "Drop --xla or train on one CPU device."
+        "python -m trainer.task: error: --xla cannot run the step mirrored over 2 logical CPU devices "
+        "(--cpu_replicas 2): each replica's variables live on its own device and XLA reads them from /cpu:0 "
+        "(keras-team/keras#19005). Drop --xla, or use --cpu_replicas 1."
     ]
     assert not model_dir.exists()
 

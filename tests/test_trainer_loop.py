@@ -90,11 +90,3 @@ def test_finish_in_the_step_trains_like_finished_batches(tmp_path, xla):
     moved = on_step.model.get_layer("fc8").kernel.numpy() - untrained.model.get_layer("fc8").kernel.numpy()
     assert np.abs(moved).max() > 1e-4
 
-
-def test_xla_is_accepted_on_one_device():
-    # The refusal of trainer.strategy.check_xla is for several logical CPU devices
-    # only (tests/test_trainer_distributed.py); XLA on one device trains (above).
-    from trainer import strategy as strategy_lib
-
-    strategy_lib.check_xla(tf.distribute.get_strategy())  # the default strategy lists no devices
-    strategy_lib.check_xla(tf.distribute.OneDeviceStrategy("/cpu:0"))

@@ -146,7 +146,8 @@ def check_xla(strategy):
     "Trying to access resource ... located in device CPU:1 from device CPU:0"
     (keras-team/keras#19005; TensorFlow's XLA known issue "tf.Variable on a
     different device"). Only logical CPU devices are refused: on one CPU
-    device the XLA step trains (tested); several GPUs were not tried here.
+    device the XLA step trains (tested). Several GPUs were not tried here;
+    keras-team/keras#18145 reports mirrored XLA failing on GPUs too.
     """
     try:
         devices = strategy.extended.worker_devices
@@ -155,9 +156,9 @@ def check_xla(strategy):
     cpus = [d for d in devices if tf.DeviceSpec.from_string(d).device_type == "CPU"]
     if len(cpus) > 1:
         raise StrategyError(
-            "--xla does not work with mirrored training over %d logical CPU devices (--cpu_replicas): XLA cannot "
-            "reach the variables of the other CPU devices (keras-team/keras#19005). Drop --xla or train on one "
-            "CPU device." % len(cpus)
+            "--xla cannot run the step mirrored over %d logical CPU devices (--cpu_replicas %d): each replica's "
+            "variables live on its own device and XLA reads them from /cpu:0 (keras-team/keras#19005). Drop --xla, "
+            "or use --cpu_replicas 1." % (len(cpus), len(cpus))
         )
 
 
