@@ -5,8 +5,8 @@ bfloat16 arithmetic. TensorFlow's kernels then emulate it: on an AVX2-only AMD
 EPYC the AlexNet step at batch 32 ran at 1.0 images/s against 12.4 and 14.0 in
 float32 in two full benchmark runs of 3 December 2026 (12 to 14x slower; with
 `--xla` it ran at 13.7 and 13.8, as fast as float32 or a little faster; see
-BENCHMARKS.md, "Distribution", for the latest). On CPUs with AVX-512 BF16 the same flag made
-the step 1.5 to 2.0x faster.
+BENCHMARKS.md, "Distribution", for the latest). On CPUs with AVX-512 BF16 the
+same flag made the step 1.5 to 2.0x faster.
 """
 
 # /proc/cpuinfo names of the instructions that do bfloat16 arithmetic natively
