@@ -537,6 +537,12 @@ def ceiling(stage):
     return best
 
 
+def _op_gflop(stage, layer, batch):
+    """GFLOP of one convolution op of `layer` at `batch`: each op (forward, either gradient) does
+    the layer's forward multiply-accumulates, 2 FLOPs each."""
+    return 2 * dict((name, m) for name, _, m in stage["layers"])[layer] * batch / 1e9
+
+
 def conv_summary(stage, batch):
     """What the Keras step's convolutions cost when each op runs alone (`keras_conv_op_times`).
 
@@ -553,10 +559,9 @@ def conv_summary(stage, batch):
     entries = run.get("conv_ops", {}).get(str(batch))
     if not entries or "batches" not in run:
         return None
-    macs = {name: m for name, _, m in stage["layers"]}
     ms = {op: sum(e["ms"]["median"] for e in entries if e["op"] == op) for op in CONV_OPS}
     total = sum(ms.values())
-    gflops = sum(2 * macs[e["layer"]] * batch for e in entries) / 1e9 / (total / 1000.0)
+    gflops = sum(_op_gflop(stage, e["layer"], batch) for e in entries) / (total / 1000.0)
     best = ceiling(stage)
     step_ms = 1000.0 * batch / run["batches"][str(batch)]["median"]
     return {"ms": ms, "total_ms": total, "images_per_s": 1000.0 * batch / total, "gflops": gflops,
@@ -596,11 +601,10 @@ def _render_conv_ops(stage):
          "their GFLOP/s (% of ceiling)"],
         rows))  # fmt: skip
     batch = summaries[0][0]
-    macs = {name: m for name, _, m in stage["layers"]}
     cells = {}
     for e in keras_run["conv_ops"][str(batch)]:
         ms = e["ms"]["median"]
-        gflops = 2 * macs[e["layer"]] * batch / 1e9 / (ms / 1000.0)
+        gflops = _op_gflop(stage, e["layer"], batch) / (ms / 1000.0)
         cells.setdefault(e["layer"], {})[e["op"]] = "%s ms, %s" % (_ms(ms), _gflops_cell(gflops, best))
     out.append("Per layer at batch %d (median ms; GFLOP/s of the op and its %% of the ceiling):\n" % batch)
     out.append(common.markdown_table(["layer"] + list(CONV_OPS),

@@ -89,4 +89,3 @@ def test_finish_in_the_step_trains_like_finished_batches(tmp_path, xla):
         np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=2e-4)
     moved = on_step.model.get_layer("fc8").kernel.numpy() - untrained.model.get_layer("fc8").kernel.numpy()
     assert np.abs(moved).max() > 1e-4
-
