@@ -375,6 +375,12 @@ def target_rows(results):
     return rows
 
 
+def input_rate(results):
+    """Images/s of the trainer's input pipeline measured by this run's input stage, or None when it did not run."""
+    train = (results.get("input") or {}).get("train")
+    return train["images_per_s"]["median"] if train and "images_per_s" in train else None
+
+
 def run_stage(stage, args, work_dir, results, log):
     """Runs one stage and returns its markdown section; `results` collects raw results for later stages."""
     if stage in ("preprocessing", "input"):
@@ -384,7 +390,7 @@ def run_stage(stage, args, work_dir, results, log):
         return training_step.render(results["train"])
     if stage == "distribute":
         results["distribute"] = distribute.run_stage(args.tiny, args.repeats, log)
-        return distribute.render(results["distribute"])
+        return distribute.render(results["distribute"], input_rate(results))
     if stage == "end_to_end":
         if importlib.util.find_spec("trainer.task") is None:
             return "### End to end\n\nNot measured: `trainer/task.py` is not on main yet.\n"

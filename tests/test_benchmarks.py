@@ -178,6 +178,52 @@ def test_distribute_configurations():
     assert {c["replicas"] for c in gpu} == {1, 4} and any(c["precision"] == "mixed_bfloat16" and c["xla"] for c in gpu)
 
 
+def _distribute_stage():
+    """A made-up distribute stage with GPU rows and one failed configuration."""
+    def run(device, strategy, replicas, precision, xla, median=None):
+        config = dict(device=device, strategy=strategy, replicas=replicas, precision=precision, xla=xla)
+        result = {"config": config, "command": "python -m benchmarks.distribute --device %s" % device}
+        if median is None:
+            result["error"] = "worker exited with code 1"
+        else:
+            result["images_per_s"] = {"median": median, "min": median - 1, "max": median + 1, "n": 3}
+        return result
+
+    return {
+        "settings": distribute.stage_settings(False, 3),
+        "gpus": 2,
+        "runs": [run("cpu", "one", 1, "float32", False, 20.0), run("cpu", "mirrored", 2, "float32", False, 10.0),
+                 run("gpu", "one", 1, "mixed_bfloat16", True, 2900.0), run("gpu", "mirrored", 2, "mixed_float16", True)],
+    }  # fmt: skip
+
+
+def test_distribute_table_gives_each_rate_as_a_fraction_of_the_input_pipeline():
+    text = distribute.render(_distribute_stage(), input_rate=4000.0)
+    (table,) = _tables(text)
+    assert table[0] == ["devices", "precision", "XLA", "images/s", "vs first row", "of the input pipeline's rate", "command"]
+    rows = {(row[0], row[1]): row[3:6] for row in table[1:]}
+    assert rows[("1 CPU", "float32")] == ["20.0 (19.0-21.0)", "1.00x", "0.005"]
+    assert rows[("mirrored, 2 logical CPU devices", "float32")][1:] == ["0.50x", "0.003"]
+    assert rows[("1 GPU", "mixed_bfloat16")][1:] == ["145.00x", "0.725"]  # 2,900 of the pipeline's 4,000 images/s
+    assert rows[("mirrored, 2 GPUs", "mixed_float16")] == ["failed: worker exited with code 1", "n/a", "n/a"]
+    assert "over the 4000 images/s of the trainer's input pipeline" in text
+    assert distribute.GPU_ANCHORS in text and "No GPU present" not in text
+
+
+def test_distribute_table_without_the_input_stage_has_no_fraction_column():
+    stage = dict(_distribute_stage(), gpus=0)
+    text = distribute.render(stage, input_rate=None)
+    (table,) = _tables(text)
+    assert "of the input pipeline's rate" not in table[0] and len(table[0]) == 6
+    assert "The input stage did not run" in text and "No GPU present" in text and distribute.GPU_ANCHORS not in text
+
+
+def test_input_rate_is_the_trainer_pipeline_of_the_input_stage():
+    stats = {"median": 3873.0, "min": 3787.0, "max": 4533.0, "n": 3}
+    assert bench_main.input_rate({"input": {"train": {"images_per_s": stats}, "decode_only": {}}}) == 3873.0
+    assert bench_main.input_rate({}) is None and bench_main.input_rate({"input": {"error": "x"}}) is None
+
+
 def test_trainer_epoch_line_pattern():
     line = ("epoch 2/4 step 12: train loss 6.9078 top-1 0.0000 top-5 0.0000 | validation loss 6.9 top-1 0.0 "
             "top-5 0.0 (32 examples) | lr 0.01 | 17.9 images/s")  # fmt: skip
@@ -373,6 +419,8 @@ def test_tiny_run_writes_a_well_formed_report(tiny_report):
     assert [row[0] for row in dist[1:]] == ["1 CPU", "mirrored, 2 logical CPU devices"]
     assert all(STATS_CELL.match(row[3]) for row in dist[1:]), dist
     assert dist[1][4] == "1.00x" and "No GPU present" in text
+    # The input stage ran first: each configuration's rate as a fraction of the trainer's input pipeline.
+    assert dist[0][5] == "of the input pipeline's rate" and all(re.match(r"^\d+\.\d{3}$", row[5]) for row in dist[1:]), dist
 
     # The contributed stages (their own modules' run_benchmark) ran: a section each, a target row each.
     assert "### Preprocessing (Beam job vs bare Pillow loop)" in text
