@@ -168,22 +168,29 @@ def run_stage(tiny=False, repeats=3, log=print):
     return {"settings": settings, "gpus": gpus, "runs": runs}
 
 
-# Published figures for a close variant of the network, shown beside the GPU rows:
-# tf_cnn_benchmarks' AlexNet has no LRN and narrower conv1 and conv2, so it is a
-# little cheaper per image than the paper's network measured here.
-GPU_ANCHORS = ("Published anchors for a close variant of the network (tf_cnn_benchmarks' AlexNet: no LRN, narrower "
-               "conv1 and conv2, so a little cheaper per image): about 2,900 images/s on one P100 and about 11,000 on "
-               "one A100 with float16.")  # fmt: skip
+# tf_cnn_benchmarks' AlexNet: conv1 64 and conv2 192 filters where the paper has 96 and 256, no LRN.
+GPU_ANCHORS = (
+    "Published anchors for a close variant of the network, tf_cnn_benchmarks' AlexNet (conv1 and conv2 with 64 and "
+    "192 filters instead of 96 and 256, no LRN: about a quarter fewer multiply-accumulates per image): about 2,900 "
+    "images/s on one P100 (TensorFlow's published benchmarks of 2017, float32, batch 512 per GPU) and about 11,000 "
+    "on one A100 with float16 (the figure issue 8 quotes, without its batch)."
+)
+
+
+def percent(fraction):
+    """A fraction as a percentage with at least two significant digits below 10% (0.031%, 0.5%, 72%)."""
+    value = 100 * fraction
+    return ("%.0f%%" % value) if value >= 10 else ("%.2g%%" % value)
 
 
 def render(stage, input_rate=None):
     """The stage's markdown table: images/s, speed-up over the first (one CPU device, float32) row and,
-    when the input stage ran, the fraction of the input pipeline's rate each configuration uses.
+    when the input stage measured it, each configuration's images/s as a percentage of the input pipeline's rate.
 
     Args:
       stage: `run_stage`'s result.
       input_rate: images/s of the trainer's input pipeline measured in the same run (the input
-        stage's full-augmentation pipeline), or None when that stage did not run.
+        stage's full-augmentation pipeline), or None when this run has none.
     """
     settings, runs = stage["settings"], stage["runs"]
     out = ["### Distribution, mixed precision, XLA\n"]
@@ -201,26 +208,28 @@ def render(stage, input_rate=None):
             placement = "1 %s" % c["device"].upper()
         else:
             placement = "mirrored, %d %s" % (c["replicas"], "logical CPU devices" if c["device"] == "cpu" else "GPUs")
+        row = [placement, c["precision"], "on" if c["xla"] else "off"]
         if "images_per_s" in run:
-            cell = common.format_stats(run["images_per_s"])
-            ratio = "%.2fx" % (run["images_per_s"]["median"] / reference) if reference else "n/a"
-            share = "%.3f" % (run["images_per_s"]["median"] / input_rate) if input_rate else None
+            median = run["images_per_s"]["median"]
+            row += [common.format_stats(run["images_per_s"]), "%.2fx" % (median / reference) if reference else "n/a"]
+            row += [percent(median / input_rate)] if input_rate else []
         else:
-            cell, ratio, share = "failed: " + run["error"], "n/a", "n/a"
-        row = [placement, c["precision"], "on" if c["xla"] else "off", cell, ratio]
-        rows.append(row + ([share] if input_rate else []) + ["`%s`" % run["command"]])
+            row += ["failed: " + run["error"], "n/a"] + (["n/a"] if input_rate else [])
+        rows.append(row + ["`%s`" % run["command"]])
     headers = ["devices", "precision", "XLA", "images/s", "vs first row"]
-    headers += ["of the input pipeline's rate"] if input_rate else []
+    headers += ["% of the input pipeline's rate"] if input_rate else []
     out.append(common.markdown_table(headers + ["command"], rows))
     if input_rate:
         out.append(
-            "*Of the input pipeline's rate*: images/s over the %.0f images/s of the trainer's input pipeline (full "
-            "augmentation) measured by the input stage of this run on this host's CPUs. At 1.00 or more the host "
-            "could not feed the configuration. On a CPU-only machine the step and the pipeline share the cores "
-            "(the end-to-end table measures them together).\n" % input_rate
+            "*%% of the input pipeline's rate*: images/s over the %.0f images/s that the trainer's input pipeline (full "
+            "augmentation) reached in the input stage of this run, alone on this host's CPUs. At 100%% or more the host "
+            "could not feed the configuration; below, it may still fall short, since the step's own work on the host "
+            "(on a CPU-only machine, the whole step) takes CPU time from the pipeline. The end-to-end table measures "
+            "both together.\n" % input_rate
         )
     else:
-        out.append("The input stage did not run: no fraction of the input pipeline's rate is shown.\n")
+        out.append("No input-pipeline rate in this run (the input stage was not selected, or it failed): no "
+                   "percentage of it is shown.\n")  # fmt: skip
     if stage["gpus"]:
         out.append(GPU_ANCHORS + "\n")
     else:

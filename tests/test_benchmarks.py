@@ -192,30 +192,36 @@ def _distribute_stage():
     return {
         "settings": distribute.stage_settings(False, 3),
         "gpus": 2,
-        "runs": [run("cpu", "one", 1, "float32", False, 20.0), run("cpu", "mirrored", 2, "float32", False, 10.0),
-                 run("gpu", "one", 1, "mixed_bfloat16", True, 2900.0), run("gpu", "mirrored", 2, "mixed_float16", True)],
+        "runs": [run("cpu", "one", 1, "float32", False, 20.0), run("cpu", "mirrored", 2, "float32", False, 1.24),
+                 run("gpu", "one", 1, "mixed_bfloat16", True, 3000.0), run("gpu", "mirrored", 2, "mixed_float16", True)],
     }  # fmt: skip
 
 
-def test_distribute_table_gives_each_rate_as_a_fraction_of_the_input_pipeline():
+def test_distribute_table_gives_each_rate_as_a_percentage_of_the_input_pipeline():
     text = distribute.render(_distribute_stage(), input_rate=4000.0)
     (table,) = _tables(text)
-    assert table[0] == ["devices", "precision", "XLA", "images/s", "vs first row", "of the input pipeline's rate", "command"]
+    assert table[0] == ["devices", "precision", "XLA", "images/s", "vs first row", "% of the input pipeline's rate", "command"]
     rows = {(row[0], row[1]): row[3:6] for row in table[1:]}
-    assert rows[("1 CPU", "float32")] == ["20.0 (19.0-21.0)", "1.00x", "0.005"]
-    assert rows[("mirrored, 2 logical CPU devices", "float32")][1:] == ["0.50x", "0.003"]
-    assert rows[("1 GPU", "mixed_bfloat16")][1:] == ["145.00x", "0.725"]  # 2,900 of the pipeline's 4,000 images/s
+    assert rows[("1 CPU", "float32")] == ["20.0 (19.0-21.0)", "1.00x", "0.5%"]
+    assert rows[("mirrored, 2 logical CPU devices", "float32")][1:] == ["0.06x", "0.031%"]  # small, not rounded to 0
+    assert rows[("1 GPU", "mixed_bfloat16")][1:] == ["150.00x", "75%"]  # 3,000 of the pipeline's 4,000 images/s
     assert rows[("mirrored, 2 GPUs", "mixed_float16")] == ["failed: worker exited with code 1", "n/a", "n/a"]
-    assert "over the 4000 images/s of the trainer's input pipeline" in text
+    assert "over the 4000 images/s that the trainer's input pipeline" in text
     assert distribute.GPU_ANCHORS in text and "No GPU present" not in text
 
 
-def test_distribute_table_without_the_input_stage_has_no_fraction_column():
+def test_distribute_table_without_an_input_rate_has_no_percentage_column():
     stage = dict(_distribute_stage(), gpus=0)
     text = distribute.render(stage, input_rate=None)
     (table,) = _tables(text)
-    assert "of the input pipeline's rate" not in table[0] and len(table[0]) == 6
-    assert "The input stage did not run" in text and "No GPU present" in text and distribute.GPU_ANCHORS not in text
+    assert "% of the input pipeline's rate" not in table[0] and len(table[0]) == 6
+    assert all(len(row) == 6 for row in table) and table[4][3:5] == ["failed: worker exited with code 1", "n/a"]
+    assert "No input-pipeline rate in this run" in text and "No GPU present" in text
+    assert distribute.GPU_ANCHORS not in text
+
+
+def test_percent_keeps_two_significant_digits_below_ten():
+    assert [distribute.percent(f) for f in (0.00031, 0.005, 0.0996, 0.725, 1.45)] == ["0.031%", "0.5%", "10%", "72%", "145%"]
 
 
 def test_input_rate_is_the_trainer_pipeline_of_the_input_stage():
@@ -419,8 +425,9 @@ def test_tiny_run_writes_a_well_formed_report(tiny_report):
     assert [row[0] for row in dist[1:]] == ["1 CPU", "mirrored, 2 logical CPU devices"]
     assert all(STATS_CELL.match(row[3]) for row in dist[1:]), dist
     assert dist[1][4] == "1.00x" and "No GPU present" in text
-    # The input stage ran first: each configuration's rate as a fraction of the trainer's input pipeline.
-    assert dist[0][5] == "of the input pipeline's rate" and all(re.match(r"^\d+\.\d{3}$", row[5]) for row in dist[1:]), dist
+    # The input stage ran first: each configuration's rate as a percentage of the trainer's input pipeline's.
+    assert dist[0][5] == "% of the input pipeline's rate", dist[0]
+    assert all(re.match(r"^(\d+|\d\.\d+|0\.0*[1-9]\d?)%$", row[5]) and row[5] != "0%" for row in dist[1:]), dist
 
     # The contributed stages (their own modules' run_benchmark) ran: a section each, a target row each.
     assert "### Preprocessing (Beam job vs bare Pillow loop)" in text
