@@ -395,8 +395,7 @@ def run_stage(stage, args, work_dir, results, log):
         if importlib.util.find_spec("trainer.task") is None:
             return "### End to end\n\nNot measured: `trainer/task.py` is not on main yet.\n"
         root = None if args.tiny else sample_root()
-        results["end_to_end"] = distribute.run_end_to_end(args.tiny, args.repeats, str(work_dir), root and str(root),
-                                                          results, log)  # fmt: skip
+        results["end_to_end"] = distribute.run_end_to_end(args.tiny, args.repeats, str(work_dir), root and str(root), log)
         return distribute.render_end_to_end(results["end_to_end"])
     raise AssertionError("unhandled stage %r" % stage)
 

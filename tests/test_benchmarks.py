@@ -237,6 +237,64 @@ def test_trainer_epoch_line_pattern():
     assert match and match.group(1, 2, 3, 4) == ("2", "4", "12", "17.9")
 
 
+def _stats(median, spread=1.0, values=None):
+    values = values or [median - spread, median, median + spread]
+    return {"median": median, "min": min(values), "max": max(values), "n": len(values), "values": values}
+
+
+def test_end_to_end_table_gives_the_bare_step_timed_around_the_trainer():
+    stage = {
+        "settings": distribute.e2e_settings(False, 3),
+        "data": "made-up shards",
+        "runs": [
+            {"strategy": "default", "replicas": 1, "trainer": _stats(18.0, 0.5), "epoch_overhead_s": _stats(2.0, 0.5),
+             "bare_before": _stats(20.5), "bare_after": _stats(19.5), "bare": _stats(20.0, values=[19.0, 20.5, 21.0]),
+             "command": "python -m trainer.task --strategy default", "bare_command": "python -m benchmarks.distribute"},
+            {"strategy": "mirrored", "replicas": 2, "error": "trainer.task exited with code 1: boom"},
+        ],
+    }  # fmt: skip
+    text = distribute.render_end_to_end(stage)
+    (table,) = _tables(text)
+    assert table[0] == ["strategy", "trainer images/s", "bare step images/s", "trainer / bare", "fixed cost per epoch",
+                        "commands"]  # fmt: skip
+    # 18.0 / 20.0 = 0.90 meets the target; an ImageNet epoch at 18 images/s is 71,176 s, 2 s of it 0.003%.
+    assert table[1][:5] == ["default", "18.0 (17.5-18.5)", "20.0 (19.0-21.0); before 20.5, after 19.5", "0.90 (met)",
+                            "2.0 (1.5-2.5) s (0.003% of an ImageNet epoch)"]  # fmt: skip
+    assert table[2] == ["mirrored, 2 logical CPU devices", "failed: trainer.task exited with code 1: boom"] + ["n/a"] * 4
+    assert "right before and right after the trainer run" in text
+
+
+def test_tiny_end_to_end_stage_times_the_bare_step_right_around_each_trainer_run(tmp_path):
+    """The real stage: shards from the preprocessing job, trainer.task under both strategies, bare workers."""
+    output = tmp_path / "BENCHMARKS.md"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--tiny", "--repeats", "2", "--stages", "end_to_end", "--output", str(output)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Each trainer run sits between its two bare-step workers, with nothing else in between.
+    steps = [line.split("] ", 1)[1] for line in proc.stdout.splitlines() if "] end_to_end: " in line]
+    for strategy in ("default", "mirrored"):
+        i = steps.index("end_to_end: trainer.task --strategy %s" % strategy)
+        assert steps[i - 1 : i + 2] == ["end_to_end: bare step before the trainer, %s" % strategy, steps[i],
+                                        "end_to_end: bare step after the trainer, %s" % strategy], steps  # fmt: skip
+    text = output.read_text()
+    table = next(t for t in _tables(text) if t[0][:3] == ["strategy", "trainer images/s", "bare step images/s"])
+    assert [row[0] for row in table[1:]] == ["default", "mirrored, 2 logical CPU devices"]
+    bare_cell = re.compile(r"^(\d+\.\d) \((\d+\.\d)-(\d+\.\d)\); before (\d+\.\d), after (\d+\.\d)$")
+    targets = {row[0]: row[1] for row in next(t for t in _tables(text) if t[0][:2] == ["target", "measured"])[1:]}
+    for row in table[1:]:
+        assert STATS_CELL.match(row[1]), row
+        median, low, high, before, after = map(float, bare_cell.match(row[2]).groups())
+        assert low <= min(before, after) <= median <= max(before, after) <= high, row
+        ratio = float(row[3].split(" ")[0])
+        assert abs(ratio - float(row[1].split(" ")[0]) / median) < 0.01, row
+        assert row[3].endswith("(met)" if ratio >= 0.9 else "(missed)")
+        assert targets["trainer.task >= 0.9 of the bare step, " + row[0].split(",")[0]] == "%.2f" % ratio
+        assert "python -m trainer.task --data_dir SHARDS --model_dir RUN_DIR" in row[5] and "bare: `python -m benchmarks.distribute" in row[5]
+
+
 # ---------------------------------------------------------------- flags
 
 
