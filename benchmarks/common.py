@@ -265,11 +265,12 @@ def run_worker(module, args, env=None, timeout=3600):
     try:
         proc = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as err:
-        raise WorkerError("%s timed out after %d s" % (" ".join(command[1:]), timeout)) from err
+        raise WorkerError("python %s timed out after %d s" % (" ".join(command[1:]), timeout)) from err
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX) and proc.returncode == 0:
             return json.loads(line[len(RESULT_PREFIX):])
-    raise WorkerError("%s exited with code %d: %s" % (" ".join(command[1:]), proc.returncode, error_line(proc.stderr or proc.stdout)))
+    raise WorkerError("python %s exited with code %d: %s" % (" ".join(command[1:]), proc.returncode,
+                                                            error_line(proc.stderr or proc.stdout)))  # fmt: skip
 
 
 def error_line(output):

@@ -220,6 +220,22 @@ def test_distribute_table_without_an_input_rate_has_no_percentage_column():
     assert distribute.GPU_ANCHORS not in text
 
 
+def test_distribute_table_names_the_known_mirrored_xla_failure():
+    error = ("python -m benchmarks.distribute --worker --strategy mirrored --xla exited with code 1: tensorflow.python."
+             "framework.errors_impl.InvalidArgumentError: Trying to access resource conv1/kernel/replica_1/3 located in "
+             "device /job:localhost/replica:0/task:0/device:CPU:1 from device /job:localhost/replica:0/task:0/device:CPU:0")  # fmt: skip
+    stage = dict(_distribute_stage(), gpus=0)
+    stage["runs"][1] = dict(stage["runs"][1], error=error)
+    del stage["runs"][1]["images_per_s"]
+    stage["runs"][1]["config"] = dict(stage["runs"][1]["config"], xla=True)
+    (table,) = _tables(distribute.render(stage))
+    assert table[2][3] == "failed: %s (the known failure of XLA mirrored over logical CPU devices, keras-team/keras#19005: " \
+        "trainer.task refuses --xla with --cpu_replicas > 1 before it starts)" % error
+    # Another failure, or the same error without XLA, gets no such note.
+    assert table[4][3] == "failed: worker exited with code 1"
+    assert distribute.known_failure(dict(stage["runs"][1]["config"], xla=False), error) == ""
+
+
 def test_percent_keeps_two_significant_digits_below_ten():
     assert [distribute.percent(f) for f in (0.00031, 0.005, 0.0996, 0.725, 1.45)] == ["0.031%", "0.5%", "10%", "72%", "145%"]
 
