@@ -2,7 +2,7 @@
 
     python -m benchmarks                                   # all stages, 3 repeats, writes BENCHMARKS.md
     python -m benchmarks --stages train,distribute --repeats 5 --output /tmp/b.md
-    python -m benchmarks --tiny --output /tmp/tiny.md      # seconds: checks the machinery, figures meaningless
+    python -m benchmarks --tiny --output /tmp/tiny.md      # ~2 minutes: checks the machinery, figures meaningless
     make bench
 
 Stages (in this order): preprocessing (the Beam job vs a bare Pillow loop),
@@ -13,7 +13,8 @@ vs the same network in PyTorch, against the float32 GEMM ceiling), distribute
 
 Every figure is a median over `--repeats` timed runs after warm-up (the train
 stage's default Keras and PyTorch rows: 2 alternating rounds of `--repeats` each,
-pooled), with min and max, and each table names the command that reproduces it.
+pooled; the end-to-end stage's bare step: its workers right before and right after each
+trainer run, pooled), with min and max, and each table names the command that reproduces it.
 Frameworks run in worker processes so that logical devices, oneDNN and thread pools are set per
 measurement. The file is written only when the run ends (via a temporary file),
 so an interrupted run never leaves a half-written BENCHMARKS.md.
@@ -72,7 +73,7 @@ def _stage_list(text):
 def build_parser():
     """The flags of `python -m benchmarks`."""
     parser = Parser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes: checks the machinery in seconds")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes: checks the machinery in about two minutes")
     parser.add_argument("--output", default="BENCHMARKS.md", help="markdown file to write (default BENCHMARKS.md)")
     parser.add_argument("--stages", type=_stage_list, default=list(STAGES), help="comma-separated: " + ",".join(STAGES))
     parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per figure, per round for the train stage's default rows (default 3)")

@@ -14,7 +14,8 @@ fixed random global batch (the replicas split it), exactly as the training-step 
 
 The end-to-end stage runs `python -m trainer.task` on real shards under the
 default strategy and under mirrored over 2 logical CPU devices, and compares its
-own images/s with these bare steps at the same batch (target: at least 0.9).
+own images/s with the bare step at the same batch and strategy, timed in fresh
+workers right before and right after each trainer run (target: at least 0.9).
 """
 import argparse
 import json
@@ -324,7 +325,7 @@ def build_shards(image_source, out_dir, tiny, log=print):
     proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise common.WorkerError("preprocessing.build_tfrecords exited with code %d: %s" % (proc.returncode, tail[0]))
+        raise common.WorkerError("python -m preprocessing.build_tfrecords exited with code %d: %s" % (proc.returncode, tail[0]))
     return out_dir, what
 
 
@@ -371,12 +372,12 @@ def run_trainer(data_dir, model_dir, strategy, replicas, settings, timeout=3600)
                 reported.append(float(match.group(4)))
             if time.perf_counter() - start > timeout:
                 proc.kill()
-                raise common.WorkerError("trainer.task timed out after %d s" % timeout)
+                raise common.WorkerError("python -m trainer.task timed out after %d s" % timeout)
         code = proc.wait()
     # The shards and run directory are temporary: the command names them by role.
     shown = "python -m trainer.task --data_dir SHARDS --model_dir RUN_DIR " + " ".join(args[4:])
     if code != 0:
-        raise common.WorkerError("trainer.task exited with code %d: %s" % (code, "\n".join(lines[-3:])))
+        raise common.WorkerError("python -m trainer.task exited with code %d: %s" % (code, "\n".join(lines[-3:])))
     if len(stamps) != settings["epochs"]:
         raise common.WorkerError("expected %d epoch lines from trainer.task (its log format may have changed). "
                                  "Received: %d; last output: %s" % (settings["epochs"], len(stamps), lines[-1:]))  # fmt: skip

@@ -234,6 +234,7 @@ def test_distribute_table_names_the_known_mirrored_xla_failure():
     # Another failure, or the same error without XLA, gets no such note.
     assert table[4][3] == "failed: worker exited with code 1"
     assert distribute.known_failure(dict(stage["runs"][1]["config"], xla=False), error) == ""
+    assert distribute.known_failure(stage["runs"][1]["config"], "worker exited with code 1") == ""
 
 
 def test_percent_keeps_two_significant_digits_below_ten():
@@ -264,9 +265,10 @@ def test_end_to_end_table_gives_the_bare_step_timed_around_the_trainer():
         "data": "made-up shards",
         "runs": [
             {"strategy": "default", "replicas": 1, "trainer": _stats(18.0, 0.5), "epoch_overhead_s": _stats(2.0, 0.5),
-             "bare_before": _stats(20.5), "bare_after": _stats(19.5), "bare": _stats(20.0, values=[19.0, 20.5, 21.0]),
+             "bare_before": _stats(20.5), "bare_after": _stats(19.5),
+             "bare": common.summarize(_stats(20.5)["values"] + _stats(19.5)["values"]),
              "command": "python -m trainer.task --strategy default", "bare_command": "python -m benchmarks.distribute"},
-            {"strategy": "mirrored", "replicas": 2, "error": "trainer.task exited with code 1: boom"},
+            {"strategy": "mirrored", "replicas": 2, "error": "python -m trainer.task exited with code 1: boom"},
         ],
     }  # fmt: skip
     text = distribute.render_end_to_end(stage)
@@ -274,10 +276,42 @@ def test_end_to_end_table_gives_the_bare_step_timed_around_the_trainer():
     assert table[0] == ["strategy", "trainer images/s", "bare step images/s", "trainer / bare", "fixed cost per epoch",
                         "commands"]  # fmt: skip
     # 18.0 / 20.0 = 0.90 meets the target; an ImageNet epoch at 18 images/s is 71,176 s, 2 s of it 0.003%.
-    assert table[1][:5] == ["default", "18.0 (17.5-18.5)", "20.0 (19.0-21.0); before 20.5, after 19.5", "0.90 (met)",
+    assert table[1][:5] == ["default", "18.0 (17.5-18.5)", "20.0 (18.5-21.5); before 20.5, after 19.5", "0.90 (met)",
                             "2.0 (1.5-2.5) s (0.003% of an ImageNet epoch)"]  # fmt: skip
-    assert table[2] == ["mirrored, 2 logical CPU devices", "failed: trainer.task exited with code 1: boom"] + ["n/a"] * 4
+    assert table[2] == ["mirrored, 2 logical CPU devices", "failed: python -m trainer.task exited with code 1: boom"] + ["n/a"] * 4
     assert "right before and right after the trainer run" in text
+
+
+def test_end_to_end_stage_pools_the_bare_workers_timed_around_each_trainer_run(tmp_path, monkeypatch):
+    calls, rates = [], iter([[20.0, 21.0, 22.0], [18.0, 19.0, 23.0], [10.0, 10.5, 11.0], [9.0, 9.5, 12.0]])
+
+    def build_shards(image_source, out_dir, tiny, log):
+        os.makedirs(out_dir)
+        with open(os.path.join(out_dir, "metadata.json"), "w", encoding="utf-8") as f:
+            f.write('{"num_classes": 7}')
+        return out_dir, "made-up shards"
+
+    def bare_step(settings, strategy):
+        calls.append(("bare", strategy))
+        return common.summarize(next(rates)), "bare command " + strategy
+
+    def run_trainer(data_dir, model_dir, strategy, replicas, settings):
+        calls.append(("trainer", strategy))
+        assert settings["num_classes"] == 7 and replicas == (2 if strategy == "mirrored" else 1)
+        return {"trainer": _stats(19.0), "epoch_overhead_s": _stats(2.0), "command": "trainer " + strategy}
+
+    monkeypatch.setattr(distribute, "build_shards", build_shards)
+    monkeypatch.setattr(distribute, "bare_step", bare_step)
+    monkeypatch.setattr(distribute, "run_trainer", run_trainer)
+    stage = distribute.run_end_to_end(False, 3, str(tmp_path), None, log=lambda _: None)
+    assert calls == [("bare", "default"), ("trainer", "default"), ("bare", "default"),
+                     ("bare", "mirrored"), ("trainer", "mirrored"), ("bare", "mirrored")]  # fmt: skip
+    default, mirrored = stage["runs"]
+    # Pooled over both workers: six values, median 20.5 (not either worker's own median, 21.0 or 19.0).
+    assert default["bare"] == common.summarize([20.0, 21.0, 22.0, 18.0, 19.0, 23.0])
+    assert default["bare"]["median"] == 20.5 and default["bare_before"]["median"] == 21.0
+    assert default["bare_after"]["median"] == 19.0 and default["bare_command"] == "bare command default"
+    assert mirrored["bare"] == common.summarize([10.0, 10.5, 11.0, 9.0, 9.5, 12.0])
 
 
 def test_tiny_end_to_end_stage_times_the_bare_step_right_around_each_trainer_run(tmp_path):
