@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks import common, distribute, training_step
-from experiments.cli import Parser, UsageError, positive_int
+from cli import Parser, UsageError, positive_int
 
 STAGES = ("preprocessing", "input", "train", "distribute", "end_to_end")
 REPO = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ import shutil
 import sys
 import time
 
-from experiments.cli import Parser, UsageError, fraction, positive_int
+from cli import Parser, UsageError, fraction, positive_int
 from experiments.curves import epochs_to_target
 
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "ablate")

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from experiments.cli import Parser, UsageError, fraction, positive_float, positive_int
+from cli import Parser, UsageError, fraction, positive_float, positive_int
 from experiments.curves import epochs_to_target
 
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "relu_vs_tanh")

@@ -1,4 +1,4 @@
-"""Flag parsing shared by the experiment entry points: strict, one error line."""
+"""The strict flag parser of every entry point: a mistake is one error line, not a usage block."""
 import argparse
 
 
