@@ -28,6 +28,7 @@ EXTRAS = {
     "cloud": ["google-cloud-aiplatform>=1.70,<3", "pyyaml>=6,<7"],
     "dev": [
         "pytest>=8,<10",
+        "ruff>=0.17,<0.18",
         "pytest-timeout>=2.3,<3",
         "pyyaml>=6,<7",
         "build>=1.2,<2",
