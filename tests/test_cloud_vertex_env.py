@@ -15,7 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from test_trainer_support import write_dataset
+from tests.helpers.trainer_data import write_dataset
 from trainer import vertex
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """End-to-end tests of `python -m preprocessing.build_tfrecords` through run([...]).
 
-Every test builds its own inputs (tests/preprocessing_fixtures.py), runs the
+Every test builds its own inputs (tests/helpers/image_folders.py), runs the
 whole Beam job in-process on the FnApiRunner, and reads every record back with
 tf.data and the shared schema.
 """
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from preprocessing import build_tfrecords, demo, images, schema, shards
-from tests import preprocessing_fixtures as fx
+from tests.helpers import image_folders as fx
 
 # One in-process worker: the fastest way to run the real pipeline in a test.
 # test_rerun_is_byte_identical_with_worker_processes covers worker processes

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that
 from PIL import Image
 
 from preprocessing import build_tfrecords, demo, fields, images, records, schema, shards, sources, stats
-from tests import preprocessing_fixtures as fx
+from tests.helpers import image_folders as fx
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_trainer_support import REPO, free_port, run_task, subprocess_env, task_command, write_dataset
+from tests.helpers.trainer_data import REPO, free_port, run_task, subprocess_env, task_command, write_dataset
 
 # One step under MirroredStrategy over /cpu:0 and /cpu:1 against one device, same
 # global batch of 8, same initial weights; prints the losses and weight differences.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_trainer_support import REPO, subprocess_env, task_command, write_dataset
+from tests.helpers.trainer_data import REPO, subprocess_env, task_command, write_dataset
 from trainer import checkpoints as ckpt_lib
 from trainer import task
 

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from test_trainer_support import free_port, subprocess_env, write_dataset
+from tests.helpers.trainer_data import free_port, subprocess_env, write_dataset
 from trainer import config as config_lib
 from trainer import task
 
@@ -183,7 +183,7 @@ def test_serving_resizes_like_the_beam_job_before_the_eval_crop(finished_run):
 
     import model  # noqa: F401  (registers the LRN layer for loading the .keras file)
     from preprocessing import images
-    from test_trainer_support import _jpeg, make_image
+    from tests.helpers.trainer_data import _jpeg, make_image
     from trainer import export, input_pipeline
 
     info = input_pipeline.read_data_info(str(finished_run["data"]))

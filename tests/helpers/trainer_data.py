@@ -3,7 +3,7 @@
 The data is written with the project's own record writer
 (`preprocessing.schema.make_example` / `serialize_example`) and a metadata.json
 in the documented layout, so the trainer reads it exactly as it reads the Beam
-job's output. Other trainer test modules import this one.
+job's output.
 """
 import io
 import json
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Colours of the synthetic classes: far apart, so a few steps can separate them.
 _COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 220, 40), (200, 60, 210), (40, 210, 220)]
 
@@ -110,7 +110,7 @@ def write_dataset(out_dir, num_classes=3, train_per_class=8, val_per_class=4, si
             "pixels": int(pix.shape[0]),
             "sampling": "every 7th pixel (test fixture)",
         },
-        "options": {"writer": "tests/test_trainer_support.py"},
+        "options": {"writer": "tests/helpers/trainer_data.py"},
     }
     (out_dir / schema.METADATA_FILE).write_text(json.dumps(meta, indent=2))
     return {"jpegs": jpegs, "counts": counts}

@@ -15,7 +15,7 @@ from PIL import Image
 
 from preprocessing import schema
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "imagenet-sample"
 
 # The fixed class list (sorted); the last two have no training images, so
 # labels must still index this whole list.
