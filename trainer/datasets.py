@@ -171,32 +171,11 @@ def make_dataset(
         info = data_info_lib.read_data_info(data_dir)
     skipped = shard_reader.skipped_records(skip_corrupt)
 
-    per_replica = batch_size
-    files = shard_reader.list_shards(data_dir, split)
-    if input_context is not None:
-        per_replica = input_context.get_per_replica_batch_size(batch_size)
-        files = shard_reader.shard_files(files, input_context)
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    # Each input pipeline augments with its own random stream.
-    pipeline = 0 if input_context is None else input_context.input_pipeline_id
-    base_seed = tf.constant([seed, pipeline], tf.int64)
-    shuffle_seed = (seed * 1_000_003 + pipeline) % (2**31)
-
+    files, per_replica = _files_and_batch(data_dir, split, batch_size, input_context)
+    base_seed, shuffle_seed = _seeds(seed, input_context)
     ds = _examples(files, skipped, info, training, shuffle_seed, deterministic)
-    if training:
-        if shuffle_buffer is None:
-            known = info.counts.get(split)
-            shuffle_buffer = min(DEFAULT_SHUFFLE_BUFFER, known) if known else DEFAULT_SHUFFLE_BUFFER
-        if shuffle_buffer > 1:
-            # Shuffle before repeat, so an epoch is seen whole before the next begins.
-            ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed + 1, reshuffle_each_iteration=True)
-        ds = ds.repeat(repeat)  # None: forever
-    elif repeat is not None and repeat > 1:
-        ds = ds.repeat(repeat)
-
-    # Images smaller than the crop are scaled up, unless metadata.json says
-    # every stored image is at least the crop.
+    ds = _shuffle_and_repeat(ds, training, shuffle_buffer, info.counts.get(split), shuffle_seed, repeat)
+    # Images smaller than the crop are scaled up, unless metadata.json says every stored image is at least the crop.
     upscale = not (info.image_size and info.image_size >= image_size)
     if training:
         draws = _draws(info, flip, pca_noise, pca_stddev, mean_subtract)
@@ -218,6 +197,38 @@ def _check_arguments(batch_size, image_size, training, ten_crop, finish_on_devic
         require_positive_int("repeat", repeat)
     if shuffle_buffer is not None and (not isinstance(shuffle_buffer, int) or shuffle_buffer < 0):
         raise ValueError("expected shuffle_buffer to be an int >= 0. Received: shuffle_buffer=%r" % (shuffle_buffer,))
+
+
+def _files_and_batch(data_dir, split, batch_size, input_context):
+    """(the shards this input pipeline reads, its batch size: its replica's share of the global batch)."""
+    files = shard_reader.list_shards(data_dir, split)
+    if input_context is None:
+        return files, batch_size
+    per_replica = input_context.get_per_replica_batch_size(batch_size)
+    return shard_reader.shard_files(files, input_context), per_replica
+
+
+def _seeds(seed, input_context):
+    """(augmentation seed tensor, shuffle seed) of this input pipeline; a random seed when `seed` is None."""
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    # Each input pipeline augments with its own random stream.
+    pipeline = 0 if input_context is None else input_context.input_pipeline_id
+    return tf.constant([seed, pipeline], tf.int64), (seed * 1_000_003 + pipeline) % (2**31)
+
+
+def _shuffle_and_repeat(ds, training, shuffle_buffer, known_count, shuffle_seed, repeat):
+    """Training: shuffled examples, repeated (forever unless `repeat`); evaluation: `repeat` passes in file order."""
+    if training:
+        if shuffle_buffer is None:
+            shuffle_buffer = min(DEFAULT_SHUFFLE_BUFFER, known_count) if known_count else DEFAULT_SHUFFLE_BUFFER
+        if shuffle_buffer > 1:
+            # Shuffle before repeat, so an epoch is seen whole before the next begins.
+            ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed + 1, reshuffle_each_iteration=True)
+        return ds.repeat(repeat)  # None: forever
+    if repeat is not None and repeat > 1:
+        return ds.repeat(repeat)
+    return ds
 
 
 def _examples(files, skipped, info, training, shuffle_seed, deterministic):

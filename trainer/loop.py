@@ -87,12 +87,16 @@ class Progress:
             return done
         if done - last_logged >= self.every or done == self.steps:
             text = " ".join("%s=%.4g" % kv for kv in values.items())
-            print("epoch %d/%d step %d/%d %s" % (self.epoch + 1, self.epochs, done, self.steps, text), file=self.stream, flush=True)
+            line = "epoch %d/%d step %d/%d %s" % (self.epoch + 1, self.epochs, done, self.steps, text)
+            print(line, file=self.stream, flush=True)
             return done
         return last_logged
 
 
-def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, summaries, log=print, sample_images=None, rgb_mean=None):
+def fit(
+    trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, summaries,
+    log=print, sample_images=None, rgb_mean=None,
+):
     """Trains to config.epochs, resuming from the trainer's restored state.
 
     Args:
@@ -118,7 +122,9 @@ def fit(trainer, config, train_dataset, val_dataset, steps_per_epoch, managers, 
     iterator = iter(train_dataset)
     step = int(state.step.numpy())
     epoch = int(state.epoch.numpy())
-    plateau = schedules.PlateauState(drops=int(state.lr_drops.numpy()), best_top1=float(state.best_top1.numpy()), bad_epochs=int(state.bad_epochs.numpy()))
+    plateau = schedules.PlateauState(
+        drops=int(state.lr_drops.numpy()), best_top1=float(state.best_top1.numpy()), bad_epochs=int(state.bad_epochs.numpy())
+    )
     last_result = None
     if sample_images is not None and step == 0:
         summaries.images(sample_images, rgb_mean, step=0)
@@ -150,7 +156,10 @@ class _Epochs:
         config, spe = self.config, self.steps_per_epoch
         epoch_end = (epoch + 1) * spe
         done_in_epoch = step - epoch * spe
-        drops = plateau.drops if config.lr_schedule == "plateau" else schedules.step_drops(epoch, config.lr_step_epochs, config.max_lr_drops)
+        if config.lr_schedule == "plateau":
+            drops = plateau.drops
+        else:
+            drops = schedules.step_drops(epoch, config.lr_step_epochs, config.max_lr_drops)
         progress = Progress(epoch, config.epochs, spe, config.log_every_steps, done=done_in_epoch)
         totals = {k: 0.0 for k in eval_lib.METRIC_KEYS + ("objective",)}
         steps_run = 0
@@ -197,10 +206,11 @@ class _Epochs:
             summaries.stop_profiler()
         if not math.isfinite(sums["objective"]):
             summaries.close()
+            last_good = self.last_manager.latest_checkpoint or "none (no checkpoint was saved yet)"
             raise TrainingDiverged(
                 "loss is %s at global step %d (epoch %d, learning rate %.3g); stopped without saving. "
                 "The last good checkpoint is %s. Lower --learning_rate, use --warmup_epochs, or check the data."
-                % (sums["objective"], step + n, epoch + 1, lr, self.last_manager.latest_checkpoint or "none (no checkpoint was saved yet)")
+                % (sums["objective"], step + n, epoch + 1, lr, last_good)
             )
         return sums
 
@@ -211,11 +221,13 @@ class _Epochs:
         values = {"loss": running["loss"], "objective": totals["objective"] / steps_run, "top1": running["top1"], "lr": lr}
         new_logged = progress.update(done, values, last_logged)
         if new_logged != last_logged:
-            self.summaries.scalars(
-                "train",
-                {"batch/loss": values["loss"], "batch/objective": values["objective"], "batch/top1_accuracy": values["top1"], "batch/learning_rate": lr},
-                step,
-            )
+            batch = {
+                "batch/loss": values["loss"],
+                "batch/objective": values["objective"],
+                "batch/top1_accuracy": values["top1"],
+                "batch/learning_rate": lr,
+            }
+            self.summaries.scalars("train", batch, step)
         return new_logged
 
     def finish(self, epoch, ran, plateau):
@@ -224,7 +236,8 @@ class _Epochs:
         Returns:
           (the next epoch, the new PlateauState, this epoch's EpochResult).
         """
-        trainer, config, summaries, step, lr, totals = self.trainer, self.config, self.summaries, ran.step, ran.learning_rate, ran.totals
+        trainer, config, summaries = self.trainer, self.config, self.summaries
+        step, lr, totals = ran.step, ran.learning_rate, ran.totals
         images_per_second = totals["examples"] / ran.seconds if ran.steps_run else 0.0
         train_metrics = eval_lib.summarize(totals)
         train_metrics["objective"] = totals["objective"] / ran.steps_run if ran.steps_run else 0.0
@@ -233,23 +246,39 @@ class _Epochs:
         if config.lr_schedule == "plateau":
             plateau, dropped = schedules.plateau_update(plateau, validation["top1"], config.plateau_patience, config.max_lr_drops)
             if dropped:
-                self.log("validation top-1 stopped improving: learning rate divided by 10 (drop %d of at most %d)" % (plateau.drops, config.max_lr_drops))
+                self.log(
+                    "validation top-1 stopped improving: learning rate divided by 10 (drop %d of at most %d)"
+                    % (plateau.drops, config.max_lr_drops)
+                )
         else:
             plateau = dataclasses.replace(plateau, best_top1=max(plateau.best_top1, validation["top1"]))
         epoch += 1
         trainer.state.epoch.assign(epoch)
         result = EpochResult(epoch, step, train_metrics, validation, lr, images_per_second)
-        summaries.scalars(
-            "train",
-            {"loss": train_metrics["loss"], "objective": train_metrics["objective"], "top1_accuracy": train_metrics["top1"], "top5_accuracy": train_metrics["top5"], "learning_rate": lr, "images_per_second": images_per_second},
-            step,
-        )
-        summaries.scalars("validation", {"loss": validation["loss"], "top1_accuracy": validation["top1"], "top5_accuracy": validation["top5"]}, step)
+        train_scalars = {
+            "loss": train_metrics["loss"],
+            "objective": train_metrics["objective"],
+            "top1_accuracy": train_metrics["top1"],
+            "top5_accuracy": train_metrics["top5"],
+            "learning_rate": lr,
+            "images_per_second": images_per_second,
+        }
+        summaries.scalars("train", train_scalars, step)
+        validation_scalars = {
+            "loss": validation["loss"], "top1_accuracy": validation["top1"], "top5_accuracy": validation["top5"]
+        }
+        summaries.scalars("validation", validation_scalars, step)
         summaries.histograms(trainer.model, step)
         summaries.flush()
         self.log(
-            "epoch %d/%d step %d: train loss %.4f (objective %.4f) top-1 %.4f top-5 %.4f | validation loss %.4f top-1 %.4f top-5 %.4f (%d examples) | lr %.3g | %.1f images/s"
-            % (epoch, config.epochs, step, train_metrics["loss"], train_metrics["objective"], train_metrics["top1"], train_metrics["top5"], validation["loss"], validation["top1"], validation["top5"], validation["examples"], lr, images_per_second)
+            "epoch %d/%d step %d: train loss %.4f (objective %.4f) top-1 %.4f top-5 %.4f | "
+            "validation loss %.4f top-1 %.4f top-5 %.4f (%d examples) | lr %.3g | %.1f images/s"
+            % (
+                epoch, config.epochs, step,
+                train_metrics["loss"], train_metrics["objective"], train_metrics["top1"], train_metrics["top5"],
+                validation["loss"], validation["top1"], validation["top5"], validation["examples"],
+                lr, images_per_second,
+            )
         )
         _save(trainer, self.last_manager, plateau)
         if improved:

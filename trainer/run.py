@@ -103,7 +103,8 @@ def _run(config, strategy, log):
         if config.allow_config_change:
             hint = "; --allow_config_change cannot resume a model whose weights changed shape: use another --model_dir"
         _restore(trainer, latest, hint)
-        log("resumed from %s at step %d (epoch %d completed)" % (latest, int(trainer.state.step.numpy()), int(trainer.state.epoch.numpy())))
+        state = trainer.state
+        log("resumed from %s at step %d (epoch %d completed)" % (latest, int(state.step.numpy()), int(state.epoch.numpy())))
     write_config()
     start_step = int(trainer.state.step.numpy())
     # A resumed run reshuffles with a seed of its own instead of replaying the first batches.
@@ -114,7 +115,10 @@ def _run(config, strategy, log):
     if start_step == 0 and chief:
         summaries.hparams(config)
         sample = _sample_images(config, info, config.seed)
-    outcome = loop.fit(trainer, config, train, validation, steps_per_epoch, managers, summaries, log=log, sample_images=sample, rgb_mean=info.rgb_mean)
+    outcome = loop.fit(
+        trainer, config, train, validation, steps_per_epoch, managers, summaries,
+        log=log, sample_images=sample, rgb_mean=info.rgb_mean,
+    )
     if outcome["status"] == "preempted":
         _cleanup(strategy, write_dirs)
         return cli.EXIT_PREEMPTED
@@ -134,7 +138,8 @@ def _evaluate_only(config, strategy, info, trainer, path, chief):
         _write_json(eval_path, results)
     c, t = results["centre_crop"], results["ten_view"]
     print(
-        "trainer.task: eval of %s (step %d) on %d validation images: centre crop top-1 %.4f top-5 %.4f; 10 views top-1 %.4f top-5 %.4f; wrote %s"
+        "trainer.task: eval of %s (step %d) on %d validation images: centre crop top-1 %.4f top-5 %.4f; "
+        "10 views top-1 %.4f top-5 %.4f; wrote %s"
         % (path, results["step"], c["examples"], c["top1"], c["top5"], t["top1"], t["top5"], eval_path),
         flush=True,
     )
@@ -158,7 +163,8 @@ def _finish(config, strategy, info, trainer, validation, managers, summaries, ou
     summaries.close()
     _cleanup(strategy, write_dirs)
     if config.demo:
-        log("TensorBoard logs are in %s; open them with: tensorboard --logdir %s" % (config.resolved_log_dir, config.resolved_log_dir))
+        log_dir = config.resolved_log_dir
+        log("TensorBoard logs are in %s; open them with: tensorboard --logdir %s" % (log_dir, log_dir))
     return results
 
 
@@ -210,7 +216,10 @@ def _check_config(config, model_dir, latest, chief, log):
             log("config changed on resume (allowed): %s" % text)
             archive = True
     elif latest and not config.allow_config_change:
-        raise cli.UsageError("%s has checkpoints but no config.json; cannot check the config. Use --allow_config_change to resume anyway." % model_dir)
+        raise cli.UsageError(
+            "%s has checkpoints but no config.json; cannot check the config. Use --allow_config_change to resume anyway."
+            % model_dir
+        )
 
     def write():
         if archive:
@@ -290,7 +299,10 @@ def _make_datasets(config, strategy, info, seed, train=True):
 
 
 def _sample_images(config, info, seed):
-    ds = datasets.make_dataset(config.data_dir, "train", 16, training=True, image_size=config.image_size, info=info, seed=seed, pca_noise=config.pca_noise, shuffle_buffer=64)
+    ds = datasets.make_dataset(
+        config.data_dir, "train", 16, training=True, image_size=config.image_size, info=info, seed=seed,
+        pca_noise=config.pca_noise, shuffle_buffer=64,
+    )
     for images, _ in ds.take(1):
         return images
     return None
@@ -300,7 +312,9 @@ def final_evaluation(trainer, validation, config, ten_view):
     """Centre-crop (and optionally 10-view) accuracy over the validation split."""
     out = {"centre_crop": trainer.evaluate(validation(False), config.val_steps)}
     if ten_view:
-        step = eval_lib.make_eval_step(trainer.strategy, trainer.model, trainer.num_classes, ten_view=True, jit_compile=config.xla)
+        step = eval_lib.make_eval_step(
+            trainer.strategy, trainer.model, trainer.num_classes, ten_view=True, jit_compile=config.xla
+        )
         out["ten_view"] = eval_lib.evaluate(step, validation(True), config.val_steps)
     return out
 

@@ -171,12 +171,18 @@ def _validate(c):
     need(c.cpu_replicas >= 1, "expected --cpu_replicas >= 1. Received: %d" % c.cpu_replicas)
     need(c.steps_per_call >= 1, "expected --steps_per_call >= 1. Received: %d" % c.steps_per_call)
     need(c.keep_checkpoints >= 1, "expected --keep_checkpoints >= 1. Received: %d" % c.keep_checkpoints)
-    need(c.checkpoint_every_steps >= 0, "expected --checkpoint_every_steps >= 0 (0 = only at epoch ends). Received: %d" % c.checkpoint_every_steps)
+    need(
+        c.checkpoint_every_steps >= 0,
+        "expected --checkpoint_every_steps >= 0 (0 = only at epoch ends). Received: %d" % c.checkpoint_every_steps,
+    )
     need(c.plateau_patience >= 1, "expected --plateau_patience >= 1. Received: %d" % c.plateau_patience)
     need(c.num_classes >= 0, "expected --num_classes >= 1 (or 0: from metadata.json). Received: %d" % c.num_classes)
     need(c.label_offset >= -1, "expected --label_offset >= 0 (or -1: from metadata.json). Received: %d" % c.label_offset)
     smallest = model_lib.min_image_size(c.overlapping_pool)
-    need(c.image_size >= smallest, "expected --image_size >= %d (the smallest input AlexNet's layers accept). Received: %d" % (smallest, c.image_size))
+    need(
+        c.image_size >= smallest,
+        "expected --image_size >= %d (the smallest input AlexNet's layers accept). Received: %d" % (smallest, c.image_size),
+    )
     try:
         config_lib.parse_profile_steps(c.profile_steps)
     except ValueError as err:
