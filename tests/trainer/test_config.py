@@ -11,8 +11,10 @@ from trainer import task
 def test_defaults_are_the_papers_recipe():
     config, tf_config = task.parse_config(["--data_dir", "d"], {})
     assert tf_config is None
-    assert (config.batch_size, config.epochs, config.learning_rate, config.momentum, config.weight_decay) == (128, 90, 0.01, 0.9, 5e-4)
-    assert (config.image_size, config.init, config.lr_schedule, config.max_lr_drops, config.dropout_rate) == (227, "paper", "plateau", 3, 0.5)
+    optimisation = (config.batch_size, config.epochs, config.learning_rate, config.momentum, config.weight_decay)
+    assert optimisation == (128, 90, 0.01, 0.9, 5e-4)
+    recipe = (config.image_size, config.init, config.lr_schedule, config.max_lr_drops, config.dropout_rate)
+    assert recipe == (227, "paper", "plateau", 3, 0.5)
     assert config.lrn and config.overlapping_pool and config.pca_noise and not config.two_tower
     assert config.warmup_epochs == 0.0 and config_lib.effective_learning_rate(config) == 0.01
     with pytest.raises(dataclasses.FrozenInstanceError):

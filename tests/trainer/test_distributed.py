@@ -53,7 +53,9 @@ print(json.dumps({
 
 
 def test_mirrored_two_cpus_matches_one_device():
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2 and len(out["devices"]) == 2
@@ -112,7 +114,9 @@ def _start_workers(data_dir, model_dir, flags_of):
                 "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--init", "he", "--no_export",
                 "--val_steps", "1", "--seed", "3", *flags_of(index),
             ]  # fmt: skip
-            procs.append(subprocess.Popen(task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(subprocess.Popen(
+                task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ))
     except BaseException:
         _kill_running(procs)  # worker 0 would wait for its missing peer
         raise

@@ -23,7 +23,8 @@ def test_exported_saved_model_classifies_jpeg_files(finished_run):
         "serve = m.signatures['serving_default']\n"
         "paths = json.loads(sys.argv[2])\n"
         "out = serve(image_bytes=tf.constant([open(p, 'rb').read() for p in paths]))\n"
-        "print(json.dumps({k: v.numpy().tolist() if v.dtype != tf.string else [[s.decode() for s in r] for r in v.numpy()] for k, v in out.items()}))\n"
+        "print(json.dumps({k: v.numpy().tolist() if v.dtype != tf.string else [[s.decode() for s in r] for r in v.numpy()]\n"
+        "                  for k, v in out.items()}))\n"
     )
     saved_model = finished_run["model_dir"] / "export" / "saved_model"
     env = subprocess_env()

@@ -127,7 +127,8 @@ def test_a_non_chief_worker_writes_no_tensorboard_logs(finished_run, tmp_path, m
 def test_bfloat16_on_a_cpu_without_it_warns_once(finished_run, capsys, monkeypatch, flags, warned):
     # The CPU's flags are stubbed; the run (an evaluation under the bfloat16 policy) is real.
     monkeypatch.setattr(cpu_lib, "cpu_flags", lambda: set(flags))
-    assert task.main(run_args(finished_run["data"], finished_run["model_dir"], "--eval_only", "--mixed_precision", "bfloat16")) == 0
+    args = run_args(finished_run["data"], finished_run["model_dir"], "--eval_only", "--mixed_precision", "bfloat16")
+    assert task.main(args) == 0
     out = capsys.readouterr().out
     assert out.count("warning: --mixed_precision bfloat16 on a CPU without native bfloat16") == (1 if warned else 0)
     assert "centre crop top-1" in out.strip().splitlines()[-1]

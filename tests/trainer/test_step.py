@@ -18,7 +18,9 @@ def _trainer(**overrides):
 
 
 def _iterator(trainer):
-    ds = lambda ctx: tf.data.Dataset.from_tensor_slices((IMAGES, LABELS)).batch(8).repeat()
+    def ds(ctx):
+        return tf.data.Dataset.from_tensor_slices((IMAGES, LABELS)).batch(8).repeat()
+
     return iter(trainer.strategy.distribute_datasets_from_function(ds))
 
 

@@ -25,7 +25,10 @@ def test_tensorboard_serves_runs_and_scalar_tags(finished_run):
     log_dir = finished_run["model_dir"] / "logs"
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        [
+            sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1", "--port", str(port),
+            "--reload_interval", "1",
+        ],
         env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -49,7 +52,7 @@ def test_tensorboard_serves_runs_and_scalar_tags(finished_run):
         train_loss = _get(port, "/data/plugin/scalars/scalars?run=train&tag=loss")
         objective = _get(port, "/data/plugin/scalars/scalars?run=train&tag=objective")
         assert [r[1] for r in train_loss] == [r[1] for r in objective] == [RUN_STEPS, 2 * RUN_STEPS]
-        assert all(o[2] > l[2] > 0 for o, l in zip(objective, train_loss)), (objective, train_loss)
+        assert all(o[2] > loss[2] > 0 for o, loss in zip(objective, train_loss)), (objective, train_loss)
         scalars = _get(port, "/data/plugin/scalars/scalars?run=validation&tag=top1_accuracy")
         assert [row[1] for row in scalars] == [RUN_STEPS, 2 * RUN_STEPS]  # one point per epoch, at its global step
         assert "augmented_inputs" in _get(port, "/data/plugin/images/tags")["train"]

@@ -17,11 +17,15 @@ from trainer import task
 
 def test_model_switch_flags_reach_the_config():
     config, _ = task.parse_config(
-        ["--data_dir", "d", "--no_lrn", "--no_overlap", "--no_pca_noise", "--two_tower", "--activation", "tanh", "--init", "he", "--dropout_rate", "0", "--xla", "--mixed_precision", "bfloat16"],
+        [
+            "--data_dir", "d", "--no_lrn", "--no_overlap", "--no_pca_noise", "--two_tower", "--activation", "tanh",
+            "--init", "he", "--dropout_rate", "0", "--xla", "--mixed_precision", "bfloat16",
+        ],
         {},
     )
     assert (config.lrn, config.overlapping_pool, config.pca_noise, config.two_tower) == (False, False, False, True)
-    assert (config.activation, config.init, config.dropout_rate, config.xla, config.mixed_precision) == ("tanh", "he", 0.0, True, "bfloat16")
+    switches = (config.activation, config.init, config.dropout_rate, config.xla, config.mixed_precision)
+    assert switches == ("tanh", "he", 0.0, True, "bfloat16")
 
 
 def test_large_batch_scales_the_rate_and_warms_up():
@@ -42,7 +46,8 @@ def test_environment_gives_directory_defaults_and_flags_win():
 
 def test_demo_preset_and_explicit_flags():
     config, _ = task.parse_config(["--demo"], {})
-    assert (config.data_dir, config.model_dir, config.init, config.image_size, config.batch_size) == ("demo_data", "runs/demo", "he", 127, 64)
+    preset = (config.data_dir, config.model_dir, config.init, config.image_size, config.batch_size)
+    assert preset == ("demo_data", "runs/demo", "he", 127, 64)
     config, _ = task.parse_config(["--demo", "--epochs", "1", "--batch_size", "16"], {})
     assert (config.epochs, config.batch_size, config.init) == (1, 16, "he")
 
@@ -69,7 +74,8 @@ def test_user_errors_are_one_line_and_exit_2(argv, fragment, capsys):
 
 
 def test_command_line_user_error_exits_2_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "trainer.task", "--data_dir", "d", "--epochs", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "trainer.task", "--data_dir", "d", "--epochs", "0"]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "python -m trainer.task: error: expected --epochs >= 1. Received: 0"
     assert "Traceback" not in proc.stderr
@@ -82,7 +88,11 @@ def test_bad_tf_config_is_a_user_error(capsys):
 
 def test_vertex_cluster_spec_becomes_tf_config():
     spec = {
-        "cluster": {"workerpool0": ["cmle-training-workerpool0-ab-0:2222"], "workerpool1": ["w-0:2222", "w-1:2222"], "workerpool3": ["e-0:2222"]},
+        "cluster": {
+            "workerpool0": ["cmle-training-workerpool0-ab-0:2222"],
+            "workerpool1": ["w-0:2222", "w-1:2222"],
+            "workerpool3": ["e-0:2222"],
+        },
         "environment": "cloud",
         "task": {"type": "workerpool1", "index": 1, "trial": ""},
         "job": "{}",
@@ -104,5 +114,6 @@ def test_vertex_cluster_spec_becomes_tf_config():
 def test_help_returns_0_and_lists_the_flags(capsys):
     assert task.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for flag in ("--data_dir", "--strategy", "--cpu_replicas", "--mixed_precision", "--eval_only", "--demo", "--debug_nan_at_step"):
+    flags = ("--data_dir", "--strategy", "--cpu_replicas", "--mixed_precision", "--eval_only", "--demo", "--debug_nan_at_step")
+    for flag in flags:
         assert flag in out
