@@ -1,7 +1,7 @@
 """Building the tf.distribute strategy the job trains under.
 
 `configure_cpu_replicas` must run before TensorFlow initialises its devices
-(before the first op), so trainer.task calls it first. Cluster descriptions come
+(before the first op), so trainer.run.run calls it first. Cluster descriptions come
 in as plain dicts (TF_CONFIG form), read from the environment by trainer.task
 only; `tf_config_from_cluster_spec` converts Vertex AI's CLUSTER_SPEC.
 """

@@ -98,7 +98,7 @@ def test_eval_only_needs_only_validation_shards(finished_run, tmp_path, capsys):
 
 def test_resuming_a_changed_model_is_one_line_and_keeps_the_config(finished_run, tmp_path, capsys):
     """--allow_config_change with a change of weight shapes (--two_tower halves conv2's inputs)
-    cannot restore the checkpoints: a RunError, and config.json is left as it was."""
+    cannot restore the checkpoints: a cli.UsageError, and config.json is left as it was."""
     m = tmp_path / "run"
     (m / "checkpoints").mkdir(parents=True)
     shutil.copy(finished_run["model_dir"] / "config.json", m)
