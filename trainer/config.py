@@ -105,7 +105,7 @@ class TrainConfig:
     # What to do.
     eval_only: bool = False  # evaluate a checkpoint (centre crop and 10 views) and write eval.json
     checkpoint: str = ""  # --eval_only: this checkpoint prefix instead of the latest
-    # The end-of-training evaluation also averages the paper's 10 views (10x the cost); --eval_only always does.
+    # The end-of-training evaluation also averages the paper's 10 views (ten forward passes an image); --eval_only always does.
     ten_crop: bool = False
     export: bool = True  # write export/alexnet.keras and export/saved_model at the end
     demo: bool = False  # build the synthetic 10-class set if needed and train the demo recipe
