@@ -6,10 +6,8 @@ environment already chose (`TF_ENABLE_ONEDNN_OPTS=0` keeps them off). TensorFlow
 x86 builds turn them on by themselves only on CPUs with neural-network
 instructions (VNNI, AVX-512 BF16, AMX). On an AVX2-only CPU (an AMD EPYC of
 this project's 2-core machines) its default leaves them off, and the AlexNet
-training step at batch 32 ran 1.2 to 1.5x slower: 12.3 and 10.1 against 15.1 and
-15.0 images/s in two full benchmark runs on one EPYC model, 13.6 and 15.6 against
-19.7 and 19.6 on another (BENCHMARKS.md, "Keras, oneDNN off", holds the latest), 9.2 against 13.7 in a
-standalone run whose TensorFlow float32 matmul reached 68 against 154 GFLOP/s. TensorFlow reads the
+training step runs slower without them (BENCHMARKS.md, "Keras, oneDNN off";
+the measurements behind this default: docs/decisions/trainer-cpu.md). TensorFlow reads the
 variable once, when it starts, so it must be set before `import tensorflow`:
 this file imports nothing else, and `experiments` and `benchmarks` import it
 first. The entry points of this package and of those two are covered. In a

@@ -281,8 +281,7 @@ def _flip_scale_offset(images, flips, offsets):
 
 # XLA fuses the mirror, the cast, the scale and the offset into one pass over
 # the batch. Separate TensorFlow ops make four passes, and tf.reverse on
-# 3-byte pixels is slow: measured here, the unfused ops cost about as much CPU
-# time per image as decoding the JPEG, the fused kernel a fraction of it.
+# 3-byte pixels is slow (what it cost: docs/decisions/trainer-cpu.md).
 _flip_scale_offset_xla = tf.function(_flip_scale_offset, jit_compile=True, reduce_retracing=True)
 
 

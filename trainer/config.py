@@ -10,11 +10,14 @@ import json
 import os
 from typing import Optional
 
+# The model's choices, defined where the model is built; the flags and the HParams
+# dashboard take them from here with the config's own choices.
+from model.alexnet import ACTIVATIONS as ACTIVATIONS
+from model.alexnet import INITS as INITS
+
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 LR_SCHEDULES = ("plateau", "step")
-INITS = ("paper", "he")
-ACTIVATIONS = ("relu", "tanh")
 PAPER_BATCH_SIZE = 128  # the batch the paper's learning rate 0.01 belongs to (linear scaling base)
 DEMO_STORED_SIZE = 144  # demo images are stored at 144 px and cropped to 127 (the paper's 256 -> 227, scaled)
 
@@ -79,7 +82,7 @@ class TrainConfig:
     num_classes: int = 0  # 0 = from metadata.json; set it for shards without metadata
     label_offset: int = -1  # -1 = from metadata.json (0 ours, 1 for TF's 1001-class ImageNet shards)
     init: str = "paper"  # N(0, 0.01) weights, biases 1 in conv2/4/5/fc6/fc7; 'he' trains small sets faster
-    two_tower: bool = False  # the paper's two-GPU connectivity costs 2x on CPU and is optional
+    two_tower: bool = False  # the paper's two-GPU connectivity is optional and slower on CPU (docs/decisions/trainer-cpu.md)
     activation: str = "relu"  # paper; 'tanh' for the Figure 1 comparison
     lrn: bool = True  # paper
     overlapping_pool: bool = True  # paper: 3x3 windows, stride 2
@@ -94,7 +97,7 @@ class TrainConfig:
     xla: bool = False  # jit_compile the step; faster on GPU/TPU, not always on CPU
     steps_per_call: int = 1  # train steps per tf.function call; >1 cuts Python overhead on fast devices
     # Checkpoints and logging.
-    checkpoint_every_steps: int = 500  # ~10 minutes of an ImageNet run on one GPU: bounds the work lost to preemption
+    checkpoint_every_steps: int = 500  # bounds the work a preemption loses to 500 steps
     keep_checkpoints: int = 3  # last K step checkpoints; the best one is kept apart in best/
     allow_config_change: bool = False  # a resumed run with a different config is refused unless asked
     log_every_steps: int = 50  # plain log line / TensorBoard train scalar interval when not on a terminal
@@ -102,7 +105,8 @@ class TrainConfig:
     # What to do.
     eval_only: bool = False  # evaluate a checkpoint (centre crop and 10 views) and write eval.json
     checkpoint: str = ""  # --eval_only: this checkpoint prefix instead of the latest
-    ten_crop: bool = False  # the end-of-training evaluation also averages the paper's 10 views (10x the cost); --eval_only always does
+    # The end-of-training evaluation also averages the paper's 10 views (ten forward passes an image); --eval_only always does.
+    ten_crop: bool = False
     export: bool = True  # write export/alexnet.keras and export/saved_model at the end
     demo: bool = False  # build the synthetic 10-class set if needed and train the demo recipe
     demo_train_per_class: int = 0  # 0 = the demo builder's default; tests make it small
@@ -112,18 +116,14 @@ class TrainConfig:
     debug_nan_at_step: int = -1  # makes the loss NaN at this global step to exercise the NaN stop
     dump_weights: str = ""  # write the final weights of THIS worker to an .npz (multi-worker tests compare them)
 
+    # os.path.join keeps gs:// URLs whole: they use '/' like POSIX paths.
     @property
     def resolved_checkpoint_dir(self):
-        return self.checkpoint_dir or join(self.model_dir, "checkpoints")
+        return self.checkpoint_dir or os.path.join(self.model_dir, "checkpoints")
 
     @property
     def resolved_log_dir(self):
-        return self.log_dir or join(self.model_dir, "logs")
-
-
-def join(*parts):
-    """os.path.join; gs:// URLs keep working because they use '/' like POSIX paths."""
-    return os.path.join(*parts)
+        return self.log_dir or os.path.join(self.model_dir, "logs")
 
 
 def to_json(config):

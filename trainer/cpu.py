@@ -1,13 +1,9 @@
 """What the host CPU offers the trainer, read without importing TensorFlow.
 
 Used for one warning: `--mixed_precision bfloat16` on a CPU without native
-bfloat16 arithmetic. TensorFlow's kernels then emulate it: on an AVX2-only AMD
-EPYC the AlexNet step at batch 32 ran at 1.0 images/s against 12.4 and 14.0 in
-float32 in two full benchmark runs of 3 December 2026, and at 1.2 against 19.7
-and 20.9 on another EPYC model on 4 December (12 to 17x slower; with `--xla` it
-ran at 13.7, 13.8, 18.5 and 17.9, 0.86 to 1.10 times float32's speed; see
-BENCHMARKS.md, "Distribution", for the latest). On CPUs with AVX-512 BF16 the
-same flag made the step 1.5 to 2.0x faster.
+bfloat16 arithmetic. TensorFlow's kernels then emulate it and the step runs
+many times slower than in float32, unless it is compiled with `--xla`
+(BENCHMARKS.md, "Distribution"; the measurements: docs/decisions/trainer-cpu.md).
 """
 
 # /proc/cpuinfo names of the instructions that do bfloat16 arithmetic natively
@@ -42,6 +38,7 @@ def bfloat16_warning(mixed_precision, xla, accelerators, flags):
         return None
     return (
         "warning: --mixed_precision bfloat16 on a CPU without native bfloat16 (no AVX-512 BF16, AMX or "
-        "Arm BF16): TensorFlow emulates it, and the step has run 12 to 17x slower than float32 on such a CPU. "
-        "Add --xla (0.86 to 1.10 of float32's speed there) or leave --mixed_precision unset."
+        "Arm BF16): TensorFlow emulates it, and the step runs many times slower than in float32 on such a CPU "
+        "(BENCHMARKS.md, \"Distribution\"). Add --xla, which runs it about as fast as float32, or leave "
+        "--mixed_precision unset."
     )

@@ -20,7 +20,9 @@ import os
 import keras
 import tensorflow as tf
 
-from trainer import loop
+from trainer import augment
+from trainer import datasets
+from trainer import step
 
 KERAS_FILE = "alexnet.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -51,11 +53,8 @@ def serving_image(jpeg_bytes, image_size, stored_size, rgb_mean):
         None when the data set kept the original sizes.
       rgb_mean: 3 floats ([0, 1] scale) to subtract, or None.
     """
-    from trainer import augment  # imported here: only export needs the serving decoder
-    from trainer import input_pipeline
-
     if not stored_size:
-        return input_pipeline.decode_and_center_crop(jpeg_bytes, image_size, rgb_mean)
+        return datasets.decode_and_center_crop(jpeg_bytes, image_size, rgb_mean)
     image = resize_like_stored(tf.io.decode_jpeg(jpeg_bytes, channels=3), int(stored_size))
     # A stored size below the crop is scaled up, as the eval pipeline does.
     image = augment.resize_to_at_least(image, image_size)
@@ -115,7 +114,7 @@ def float32_copy(config, trained_model, num_classes):
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy("float32")
     try:
-        fresh = loop.build_model(config, num_classes)
+        fresh = step.build_model(config, num_classes)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
     fresh.set_weights([keras.ops.convert_to_numpy(w) for w in trained_model.weights])
@@ -128,7 +127,7 @@ def export(config, trained_model, info, export_dir):
     Args:
       config: TrainConfig (model switches, image size).
       trained_model: the trained Keras model (possibly mirrored / mixed precision).
-      info: trainer.input_pipeline.DataInfo (num_classes, synsets, class_names, rgb_mean,
+      info: trainer.data_info.DataInfo (num_classes, synsets, class_names, rgb_mean,
         image_size: the stored size the serving signature resizes to).
       export_dir: destination directory (local or gs://).
 

@@ -22,14 +22,9 @@ model's default adds the L2 term to the loss, and both together decay twice.
 
 The update stays Keras's own element-wise ops (seven per kernel, about 15
 reads and writes of a weight-sized tensor). Fusing it into one XLA-compiled
-pass per variable (read w, v and the gradient once, write w and v once) was
-measured once, outside the benchmark, on a 2-core AVX2 EPYC (family 23): the
-update alone went from 110-118 to 55-58 ms, but the batch-32 train step did
-not speed up: 19.0-19.9 images/s with Keras's ops and 18.2-20.0 fused, in
-three alternating pairs of processes. In a profile of the step, 42% of the
-update's op time ran beside a convolution op (TensorFlow's two inter-op
-threads), so only part of the saving could reach the step, and none of it
-stood out of the machine's noise.
+pass per variable made the update itself faster but not the train step: much
+of the update already runs beside the convolutions (the measurement:
+docs/decisions/trainer-cpu.md).
 """
 import keras
 import tensorflow as tf

@@ -1,7 +1,7 @@
 """Building the tf.distribute strategy the job trains under.
 
 `configure_cpu_replicas` must run before TensorFlow initialises its devices
-(before the first op), so trainer.task calls it first. Cluster descriptions come
+(before the first op), so trainer.run.run calls it first. Cluster descriptions come
 in as plain dicts (TF_CONFIG form), read from the environment by trainer.task
 only; `tf_config_from_cluster_spec` converts Vertex AI's CLUSTER_SPEC.
 """
@@ -61,15 +61,23 @@ def tf_config_from_cluster_spec(cluster_spec):
         out_cluster = {}
         for pool, addresses in cluster.items():
             if pool not in VERTEX_POOL_ROLES:
-                raise StrategyError("CLUSTER_SPEC has an unknown worker pool %r. Expected one of %s" % (pool, sorted(VERTEX_POOL_ROLES)))
+                raise StrategyError(
+                    "CLUSTER_SPEC has an unknown worker pool %r. Expected one of %s" % (pool, sorted(VERTEX_POOL_ROLES))
+                )
             out_cluster[VERTEX_POOL_ROLES[pool]] = list(addresses)
         task_type = VERTEX_POOL_ROLES[task["type"]]
         index = int(task["index"])
     except (KeyError, TypeError) as err:
-        raise StrategyError("expected CLUSTER_SPEC with 'cluster' and 'task' {'type', 'index'}. Received: %r" % (cluster_spec,)) from err
+        raise StrategyError(
+            "expected CLUSTER_SPEC with 'cluster' and 'task' {'type', 'index'}. Received: %r" % (cluster_spec,)
+        ) from err
     # TF_CONFIG never lists the evaluator in the training cluster.
     out_cluster.pop("evaluator", None)
-    return {"cluster": out_cluster, "task": {"type": task_type, "index": index}, "environment": cluster_spec.get("environment", "cloud")}
+    return {
+        "cluster": out_cluster,
+        "task": {"type": task_type, "index": index},
+        "environment": cluster_spec.get("environment", "cloud"),
+    }
 
 
 def parse_tf_config(text):
@@ -134,7 +142,9 @@ def make_strategy(name, tf_config=None, tpu_address=""):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    raise StrategyError("expected --strategy in auto, default, one_device, mirrored, multi_worker_mirrored, tpu. Received: %r" % (name,))
+    raise StrategyError(
+        "expected --strategy in auto, default, one_device, mirrored, multi_worker_mirrored, tpu. Received: %r" % (name,)
+    )
 
 
 def check_xla(strategy):
@@ -164,7 +174,9 @@ def check_xla(strategy):
 
 def _multi_worker(tf_config):
     if not tf_config:
-        raise StrategyError("--strategy multi_worker_mirrored needs TF_CONFIG or Vertex AI's CLUSTER_SPEC in the environment. Received neither.")
+        raise StrategyError(
+            "--strategy multi_worker_mirrored needs TF_CONFIG or Vertex AI's CLUSTER_SPEC in the environment. Received neither."
+        )
     task = tf_config.get("task", {})
     gpus = tf.config.list_physical_devices("GPU")
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
@@ -210,7 +222,8 @@ def write_dir(directory, strategy):
     if is_chief(strategy):
         return directory
     task_type, task_id = task_identity(strategy)
-    return os.path.join(tempfile.gettempdir(), "alexnet_worker_%s_%d_%d" % (task_type, task_id, os.getpid()), os.path.basename(directory.rstrip("/")))
+    scratch = "alexnet_worker_%s_%d_%d" % (task_type, task_id, os.getpid())
+    return os.path.join(tempfile.gettempdir(), scratch, os.path.basename(directory.rstrip("/")))
 
 
 def cleanup_write_dir(directory, strategy):

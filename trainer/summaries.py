@@ -133,7 +133,7 @@ class Summaries:
             for tag, value in values.items():
                 tf.summary.scalar(tag, float(value))
 
-    def images(self, images, rgb_mean, step, tag="augmented_inputs"):
+    def images(self, images, rgb_mean, step, tag=visualize.IMAGE_TAG):
         """A grid of augmented training inputs, drawn by trainer.visualize.make_grid.
 
         Args:
@@ -151,8 +151,8 @@ class Summaries:
         """One histogram per weight (kernels and biases), e.g. conv1/kernel.
 
         Bucketed with numpy and written in the histogram plugin's format:
-        tf.summary.histogram takes about 15 s for fc7's 16.8M weights on a CPU,
-        np.histogram about 0.3 s.
+        tf.summary.histogram is far slower on fc7's 16.8M weights on a CPU
+        (docs/decisions/trainer-cpu.md).
         """
         if not self.enabled:
             return

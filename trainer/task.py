@@ -21,43 +21,32 @@ import json
 import os
 import sys
 
-# The demo's stored image size lives in trainer.config (the training loop builds the
-# demo data with it); re-exported here beside the rest of the demo preset.
-from trainer.config import DEMO_STORED_SIZE  # noqa: F401
-
-EXIT_USAGE = 2
-EXIT_DIVERGED = 3
-EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
+import cli
+import model as model_lib
+from trainer import config as config_lib
+from trainer import run as run_lib
+from trainer import strategy as strategy_lib
+from trainer.step import TrainingDiverged
 
 DEMO_DATA_DIR = "demo_data"  # relative to the working directory; ignored by git
 DEMO_MODEL_DIR = os.path.join("runs", "demo")
-# The demo recipe (DESIGN.md: He init at 127 px, lr 0.01, batch 64 reached 60% validation
-# top-1 after 270 s and 96% after 440 s on 2 cores). Flags given explicitly win.
+# The demo recipe: He initialisation, 127-pixel crops and batch 64, chosen so the
+# 10-class demo set trains within minutes on 2 cores (what it reached, and when it
+# was measured: docs/decisions/trainer-demo.md). Flags given explicitly win.
 DEMO_PRESET = {
     "init": "he",
     "image_size": 127,
     "batch_size": 64,
-    "epochs": 15,  # 1,300 training images an epoch: ~20k images, past 60% validation top-1
+    "epochs": 15,  # 1,300 training images an epoch: about 20k images seen
     "ten_crop": True,
     "log_every_steps": 10,
     "checkpoint_every_steps": 100,
 }
 
 
-class UsageError(Exception):
-    """A mistake in the command line or environment: one line on stderr, exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser():
     """The strict flag parser. Flags not given are absent from the namespace."""
-    from trainer import config as config_lib
-
-    p = _Parser(prog="python -m trainer.task", description=__doc__.split("\n\n")[0], argument_default=argparse.SUPPRESS)
+    p = cli.Parser(prog="python -m trainer.task", description=__doc__.split("\n\n")[0], argument_default=argparse.SUPPRESS)
     p.add_argument("--data_dir", help="TFRecord shards and metadata.json (preprocessing.build_tfrecords)")
     p.add_argument("--model_dir", help="run directory (default: AIP_MODEL_DIR, or runs/alexnet; runs/demo with --demo)")
     p.add_argument("--checkpoint_dir", help="default: AIP_CHECKPOINT_DIR or <model_dir>/checkpoints")
@@ -128,11 +117,8 @@ def parse_config(argv, environ):
       (config, tf_config).
 
     Raises:
-      UsageError: on any invalid flag or value.
+      cli.UsageError: on any invalid flag or value.
     """
-    from trainer import config as config_lib
-    from trainer import strategy as strategy_lib
-
     given = vars(build_parser().parse_args(argv))
     values = {}
     if environ.get("AIP_MODEL_DIR"):
@@ -160,19 +146,17 @@ def parse_config(argv, environ):
             try:
                 spec = json.loads(environ["CLUSTER_SPEC"])
             except json.JSONDecodeError as err:
-                raise UsageError("CLUSTER_SPEC is not valid JSON. Received: %r" % environ["CLUSTER_SPEC"]) from err
+                raise cli.UsageError("CLUSTER_SPEC is not valid JSON. Received: %r" % environ["CLUSTER_SPEC"]) from err
             tf_config = strategy_lib.tf_config_from_cluster_spec(spec)
     except strategy_lib.StrategyError as err:
-        raise UsageError(str(err)) from err
+        raise cli.UsageError(str(err)) from err
     return config, tf_config
 
 
 def _validate(c):
-    from trainer import config as config_lib
-
     def need(ok, message):
         if not ok:
-            raise UsageError(message)
+            raise cli.UsageError(message)
 
     need(c.data_dir or c.demo, "--data_dir is required (or --demo). Received neither.")
     need(c.batch_size >= 1, "expected --batch_size >= 1. Received: %d" % c.batch_size)
@@ -187,18 +171,22 @@ def _validate(c):
     need(c.cpu_replicas >= 1, "expected --cpu_replicas >= 1. Received: %d" % c.cpu_replicas)
     need(c.steps_per_call >= 1, "expected --steps_per_call >= 1. Received: %d" % c.steps_per_call)
     need(c.keep_checkpoints >= 1, "expected --keep_checkpoints >= 1. Received: %d" % c.keep_checkpoints)
-    need(c.checkpoint_every_steps >= 0, "expected --checkpoint_every_steps >= 0 (0 = only at epoch ends). Received: %d" % c.checkpoint_every_steps)
+    need(
+        c.checkpoint_every_steps >= 0,
+        "expected --checkpoint_every_steps >= 0 (0 = only at epoch ends). Received: %d" % c.checkpoint_every_steps,
+    )
     need(c.plateau_patience >= 1, "expected --plateau_patience >= 1. Received: %d" % c.plateau_patience)
     need(c.num_classes >= 0, "expected --num_classes >= 1 (or 0: from metadata.json). Received: %d" % c.num_classes)
     need(c.label_offset >= -1, "expected --label_offset >= 0 (or -1: from metadata.json). Received: %d" % c.label_offset)
-    import model as model_lib
-
     smallest = model_lib.min_image_size(c.overlapping_pool)
-    need(c.image_size >= smallest, "expected --image_size >= %d (the smallest input AlexNet's layers accept). Received: %d" % (smallest, c.image_size))
+    need(
+        c.image_size >= smallest,
+        "expected --image_size >= %d (the smallest input AlexNet's layers accept). Received: %d" % (smallest, c.image_size),
+    )
     try:
         config_lib.parse_profile_steps(c.profile_steps)
     except ValueError as err:
-        raise UsageError(str(err)) from err
+        raise cli.UsageError(str(err)) from err
     if c.checkpoint:
         need(c.eval_only, "--checkpoint selects the checkpoint for --eval_only. Received it without --eval_only.")
 
@@ -208,22 +196,19 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         config, tf_config = parse_config(argv, os.environ)
-    except UsageError as err:
+    except cli.UsageError as err:
         print("python -m trainer.task: error: %s" % err, file=sys.stderr)
-        return EXIT_USAGE
+        return cli.EXIT_USAGE
     except SystemExit as done:  # --help printed its text
         return int(done.code or 0)
-    # Imported after parsing: the training stack is only needed once the flags are valid.
-    from trainer import loop
-
     try:
-        return loop.run(config, tf_config)
-    except loop.RunError as err:
+        return run_lib.run(config, tf_config)
+    except cli.UsageError as err:
         print("python -m trainer.task: error: %s" % err, file=sys.stderr)
-        return EXIT_USAGE
-    except loop.TrainingDiverged as err:
+        return cli.EXIT_USAGE
+    except TrainingDiverged as err:
         print("python -m trainer.task: training diverged: %s" % err, file=sys.stderr)
-        return EXIT_DIVERGED
+        return cli.EXIT_DIVERGED
 
 
 if __name__ == "__main__":

@@ -1,20 +1,23 @@
 """Look at what the model sees: a grid of augmented training examples.
 
-    python -m trainer.visualize --data_dir DIR --output_png grid.png [--logdir LOGDIR]
+    python -m trainer.visualize --data_dir DIR --output_png grid.png [--log_dir LOG_DIR]
 
 Takes one batch from `make_dataset(training=True)` with the same augmentation
 switches as training, undoes the mean subtraction for display, and writes the
-grid to a PNG and, with --logdir, to TensorBoard (an image summary under
-"augmented_examples").
+grid to a PNG and, with --log_dir, to TensorBoard (an image summary under
+"augmented_inputs", the tag the training run writes its grid under).
 """
-import argparse
 import sys
 
 import numpy as np
 import tensorflow as tf
 
+import cli
 from preprocessing import schema
-from trainer import input_pipeline
+from trainer import data_info
+from trainer import datasets
+
+IMAGE_TAG = "augmented_inputs"  # the TensorBoard tag of the grid, here and in trainer.summaries
 
 
 def make_grid(images, rgb_mean=None, columns=None, border=2):
@@ -54,9 +57,9 @@ def write_png(grid, path):
         f.write(tf.io.encode_png(grid).numpy())
 
 
-def write_tensorboard(grid, logdir, step=0, name="augmented_examples"):
-    """Writes the grid as a TensorBoard image summary in `logdir`."""
-    writer = tf.summary.create_file_writer(logdir)
+def write_tensorboard(grid, log_dir, step=0, name=IMAGE_TAG):
+    """Writes the grid as a TensorBoard image summary in `log_dir`."""
+    writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default():
         tf.summary.image(name, grid[np.newaxis], step=step)
     writer.flush()
@@ -78,8 +81,8 @@ def augmented_grid(data_dir, num_images=16, image_size=227, seed=0, info=None, *
     Returns:
       (uint8 grid, int labels of the examples).
     """
-    info = info or input_pipeline.read_data_info(data_dir)
-    ds = input_pipeline.make_dataset(
+    info = info or data_info.read_data_info(data_dir)
+    ds = datasets.make_dataset(
         data_dir, schema.TRAIN, num_images, training=True, image_size=image_size, info=info, seed=seed,
         shuffle_buffer=max(num_images, 64), deterministic=True, **augmentation,  # same seed, same grid
     )
@@ -89,10 +92,10 @@ def augmented_grid(data_dir, num_images=16, image_size=227, seed=0, info=None, *
 
 
 def _parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.Parser(prog="python -m trainer.visualize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", required=True, help="directory of train-*-of-* shards")
     parser.add_argument("--output_png", required=True, help="PNG file to write")
-    parser.add_argument("--logdir", default=None, help="also write a TensorBoard image summary here")
+    parser.add_argument("--log_dir", default=None, help="also write a TensorBoard image summary here")
     parser.add_argument("--num_images", type=int, default=16)
     parser.add_argument("--image_size", type=int, default=227)
     parser.add_argument("--seed", type=int, default=0)
@@ -107,27 +110,33 @@ def _parse_args(argv):
 
 def main(argv=None):
     """Entry point; returns 0 on success, 2 on a user error (one line on stderr)."""
-    args = _parse_args(argv)
+    try:
+        args = _parse_args(argv)
+    except cli.UsageError as err:
+        print("python -m trainer.visualize: error: %s" % err, file=sys.stderr)
+        return cli.EXIT_USAGE
+    except SystemExit as done:  # --help printed its text
+        return int(done.code or 0)
     try:
         if args.num_images < 1:
             raise ValueError("expected --num_images >= 1. Received: %d" % args.num_images)
-        info = input_pipeline.read_data_info(args.data_dir, args.label_offset, args.num_classes)
+        info = data_info.read_data_info(args.data_dir, args.label_offset, args.num_classes)
         grid, labels = augmented_grid(
             args.data_dir, args.num_images, args.image_size, args.seed, info,
             random_crop=not args.no_random_crop, flip=not args.no_flip, pca_noise=not args.no_pca_noise,
             pca_stddev=args.pca_stddev,
         )
         write_png(grid, args.output_png)
-        if args.logdir:
-            write_tensorboard(grid, args.logdir)
+        if args.log_dir:
+            write_tensorboard(grid, args.log_dir)
     except (ValueError, FileNotFoundError, tf.errors.OpError) as err:
         message = err.message if isinstance(err, tf.errors.OpError) else str(err)
         print("trainer.visualize: error: %s" % message.strip().splitlines()[0], file=sys.stderr)
-        return 2
+        return cli.EXIT_USAGE
     print(
         "Wrote a grid of %d augmented %dx%d examples (%dx%d px) to %s%s"
         % (len(labels), args.image_size, args.image_size, grid.shape[1], grid.shape[0], args.output_png,
-           " and TensorBoard images to %s" % args.logdir if args.logdir else "")
+           " and TensorBoard images to %s" % args.log_dir if args.log_dir else "")
     )
     return 0
 

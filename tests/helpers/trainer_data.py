@@ -3,7 +3,13 @@
 The data is written with the project's own record writer
 (`preprocessing.schema.make_example` / `serialize_example`) and a metadata.json
 in the documented layout, so the trainer reads it exactly as it reads the Beam
-job's output.
+job's output. Two kinds of data set:
+
+- `write_dataset`: a few coloured-square classes a model can learn in a few steps
+  (the training-run tests);
+- `write_labelled_shards`: every training example its own label, random pixels
+  encoded without chroma subsampling (the input-pipeline tests: a label identifies
+  its example, and a decoded crop matches numpy slices of the whole image exactly).
 """
 import io
 import json
@@ -14,16 +20,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
+import tensorflow as tf
+from PIL import Image
+
+from preprocessing import schema
 
 REPO = Path(__file__).resolve().parents[2]
 # Colours of the synthetic classes: far apart, so a few steps can separate them.
 _COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 220, 40), (200, 60, 210), (40, 210, 220)]
 
 
-def _jpeg(array):
-    from PIL import Image
-
+def jpeg(array):
+    """JPEG bytes of a uint8 (H, W, 3) array (quality 90, Pillow's defaults otherwise)."""
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
@@ -52,10 +60,6 @@ def write_dataset(out_dir, num_classes=3, train_per_class=8, val_per_class=4, si
       dict with 'jpegs' (list of (path, label) validation JPEG files written beside the
       shards, for serving tests) and 'counts'.
     """
-    import tensorflow as tf
-
-    from preprocessing import schema
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -73,7 +77,7 @@ def write_dataset(out_dir, num_classes=3, train_per_class=8, val_per_class=4, si
                 img = make_image(label, i, size, rng)
                 if split == "train":
                     pixels.append(img.reshape(-1, 3)[::7] / 255.0)
-                data = _jpeg(img)
+                data = jpeg(img)
                 name = "%s_%s_%d.JPEG" % (split, synsets[label], i)
                 if split == "validation":
                     (jpeg_dir / name).write_bytes(data)
@@ -141,22 +145,113 @@ def task_command(*args):
 
 def run_task(*args, timeout=300, env=None):
     """Runs `python -m trainer.task args` to completion; returns the CompletedProcess."""
-    return subprocess.run(task_command(*args), cwd=REPO, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        task_command(*args), cwd=REPO, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
-def test_written_dataset_is_read_by_the_input_pipeline(tmp_path):
-    """The fixture's shards and metadata.json parse through the real input pipeline with exact counts."""
-    from trainer import input_pipeline
+# --- the shared training run of tests/trainer/test_run.py, test_export.py, test_summaries.py
 
-    write_dataset(tmp_path, num_classes=3, train_per_class=4, val_per_class=3, size=72)
-    info = input_pipeline.read_data_info(str(tmp_path))
-    assert info.num_classes == 3 and info.counts == {"train": 12, "validation": 9}
-    labels = []
-    for images, lab in input_pipeline.make_dataset(str(tmp_path), "validation", 4, training=False, image_size=67, info=info):
-        assert images.shape[1:] == (67, 67, 3)
-        labels.extend(lab.numpy().tolist())
-    assert sorted(labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+RUN_EPOCHS, RUN_STEPS, RUN_BATCH = 2, 3, 8
 
 
-if __name__ == "__main__":
-    pytest.main([__file__])
+def run_args(data, model_dir, *extra):
+    """The flags of the shared training run (2 epochs of 3 steps at 67 px), plus `extra`."""
+    return [
+        "--data_dir", str(data), "--model_dir", str(model_dir), "--image_size", "67", "--batch_size", str(RUN_BATCH),
+        "--epochs", str(RUN_EPOCHS), "--steps_per_epoch", str(RUN_STEPS), "--init", "he", "--learning_rate", "0.01",
+        "--checkpoint_every_steps", "2", "--keep_checkpoints", "2", "--profile_steps", "2,3", "--seed", "7", *extra,
+    ]  # fmt: skip
+
+
+# --- labelled shards: one label per example, for the input-pipeline tests
+
+TRAIN_SHARDS, PER_SHARD = 4, 6  # 24 training examples, labels 0..23
+VAL_COUNTS = (6, 5)  # 11 validation examples over 2 shards
+STORED = (72, 80)  # stored image size (h, w); crops are 67
+CROP = 67
+RGB_MEAN = (0.5, 0.4, 0.3)
+EIGENVALUES = (0.2, 0.02, 0.004)
+EIGENVECTORS = ((-0.6, -0.6, -0.53), (0.7, 0.0, -0.71), (0.4, -0.8, 0.44))
+
+
+def encode(pixels):
+    """JPEG bytes without chroma subsampling: a decoded crop equals a numpy slice of the full decode."""
+    return tf.io.encode_jpeg(pixels, quality=95, chroma_downsampling=False).numpy()
+
+
+def write_shards(directory, split, labels_per_shard, size, rng, label_base=0):
+    """Writes shards; returns {label: decoded full image} (labels unique per split)."""
+    images = {}
+    for index, labels in enumerate(labels_per_shard):
+        path = os.path.join(directory, schema.shard_name(split, index, len(labels_per_shard)))
+        with tf.io.TFRecordWriter(path) as writer:
+            for label in labels:
+                encoded = encode(rng.integers(0, 256, size + (3,), dtype=np.uint8))
+                example = schema.make_example(
+                    encoded, label + label_base, size[0], size[1], filename="img_%s_%d.JPEG" % (split, label)
+                )
+                writer.write(schema.serialize_example(example))
+                images[label] = tf.io.decode_jpeg(encoded, channels=3).numpy()
+    return images
+
+
+def write_metadata(directory, num_classes, counts, image_size=None):
+    """A metadata.json in the documented layout with RGB_MEAN and the PCA above."""
+    meta = {
+        "format_version": schema.METADATA_FORMAT_VERSION,
+        "num_classes": num_classes,
+        "label_offset": 0,
+        "synsets": ["n%08d" % i for i in range(num_classes)],
+        "class_names": ["class %d" % i for i in range(num_classes)],
+        "image_size": image_size,
+        "counts": counts,
+        "rejected": {k: 0 for k in counts},
+        "shards": {},
+        "rgb": {
+            "pixel_scale": "[0, 1]",
+            "mean": list(RGB_MEAN),
+            "std": [0.2, 0.2, 0.2],
+            "covariance": [[0.0] * 3] * 3,
+            "eigenvalues": list(EIGENVALUES),
+            "eigenvectors": [list(r) for r in EIGENVECTORS],
+            "pixels": 1,
+            "sampling": "test",
+        },
+        "options": {},
+    }
+    with open(os.path.join(directory, schema.METADATA_FILE), "w") as f:
+        json.dump(meta, f)
+
+
+def write_labelled_shards(directory):
+    """Our shards with metadata.json: 4 train shards (labels 6i..6i+5), 2 validation shards.
+
+    Returns:
+      (directory, {label: decoded train image}, {label: decoded validation image}).
+    """
+    rng = np.random.default_rng(0)
+    n = TRAIN_SHARDS * PER_SHARD
+    train = write_shards(
+        directory, "train", [range(i * PER_SHARD, (i + 1) * PER_SHARD) for i in range(TRAIN_SHARDS)], STORED, rng
+    )
+    val = write_shards(directory, "validation", [range(0, 6), range(6, 11)], STORED, rng)
+    # image_size: every stored image is at least 72 on a side, so the pipeline
+    # takes its fast path (no per-image upscaling branch).
+    write_metadata(directory, n, {"train": n, "validation": sum(VAL_COUNTS)}, image_size=min(STORED))
+    return directory, train, val
+
+
+def collect(ds):
+    """([images of each batch], [labels of each batch]) as numpy arrays."""
+    images, labels = [], []
+    for x, y in ds:
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    return images, labels
+
+
+def center(full):
+    """The CROP x CROP centre of a decoded uint8 image, scaled to [0, 1]."""
+    y, x = (full.shape[0] - CROP) // 2, (full.shape[1] - CROP) // 2
+    return full[y : y + CROP, x : x + CROP].astype(np.float32) / 255.0

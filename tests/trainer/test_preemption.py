@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import cli
 from tests.helpers.trainer_data import REPO, subprocess_env, task_command, write_dataset
 from trainer import checkpoints as ckpt_lib
 from trainer import task
@@ -29,14 +30,17 @@ def data(tmp_path_factory):
 def _args(data, model_dir, *extra):
     return [
         "--data_dir", data, "--model_dir", model_dir, "--image_size", "67", "--batch_size", "8", "--epochs", str(EPOCHS),
-        "--steps_per_epoch", str(STEPS), "--init", "he", "--checkpoint_every_steps", str(CHECKPOINT_EVERY), "--keep_checkpoints", "2",
+        "--steps_per_epoch", str(STEPS), "--init", "he", "--checkpoint_every_steps", str(CHECKPOINT_EVERY),
+        "--keep_checkpoints", "2",
         "--no_export", "--seed", "5", *extra,
     ]
 
 
 def _start_and_wait_for_checkpoint(args, checkpoint_dir, after_step=0, timeout=240):
     """Starts the trainer and returns (process, step) once a checkpoint beyond after_step exists."""
-    proc = subprocess.Popen(task_command(*args), cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        task_command(*args), cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + timeout
     while time.time() < deadline:
         latest = tf.train.latest_checkpoint(str(checkpoint_dir))
@@ -67,7 +71,7 @@ def test_sigkill_mid_epoch_resumes_sigterm_saves_and_the_rerun_completes(data, t
     proc, seen = _start_and_wait_for_checkpoint(_args(data, model_dir), ckpt_dir, after_step=kill_step)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=240)
-    assert proc.returncode == task.EXIT_PREEMPTED, err[-3000:]
+    assert proc.returncode == cli.EXIT_PREEMPTED, err[-3000:]
     assert "at step %d (epoch 0 completed)" % kill_step in out
     assert "epoch 1/2: %d steps (resuming after step %d of this epoch)" % (STEPS, kill_step) in out
     term_step = ckpt_lib.step_of(tf.train.latest_checkpoint(str(ckpt_dir)))
@@ -92,8 +96,9 @@ def test_sigkill_mid_epoch_resumes_sigterm_saves_and_the_rerun_completes(data, t
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, capsys):
     model_dir = tmp_path / "nan"
-    code = task.main([str(a) for a in _args(data, model_dir, "--debug_nan_at_step", "3", "--epochs", "1", "--checkpoint_every_steps", "1")])
-    assert code == task.EXIT_DIVERGED
+    args = _args(data, model_dir, "--debug_nan_at_step", "3", "--epochs", "1", "--checkpoint_every_steps", "1")
+    code = task.main([str(a) for a in args])
+    assert code == cli.EXIT_DIVERGED
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "loss is nan at global step 4" in err
     # Steps 0..2 completed (checkpoints 1..3, the last 2 kept); the poisoned step 4 was never saved.

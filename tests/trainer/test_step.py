@@ -1,11 +1,11 @@
-"""The step function in-process: several steps per call, mixed precision, the loss it optimises."""
+"""trainer.step.Trainer in-process: several steps per call, mixed precision, the loss it optimises."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from trainer import config as config_lib
-from trainer import loop
+from trainer import step
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.normal(size=(16, 67, 67, 3)).astype("float32")
@@ -14,11 +14,13 @@ LABELS = (np.arange(16) % 3).astype("int32")
 
 def _trainer(**overrides):
     config = config_lib.TrainConfig(data_dir="unused", image_size=67, init="he", dropout_rate=0.0, seed=3, **overrides)
-    return loop.Trainer(config, tf.distribute.get_strategy(), num_classes=3, global_batch_size=8)
+    return step.Trainer(config, tf.distribute.get_strategy(), num_classes=3, global_batch_size=8)
 
 
 def _iterator(trainer):
-    ds = lambda ctx: tf.data.Dataset.from_tensor_slices((IMAGES, LABELS)).batch(8).repeat()
+    def ds(ctx):
+        return tf.data.Dataset.from_tensor_slices((IMAGES, LABELS)).batch(8).repeat()
+
     return iter(trainer.strategy.distribute_datasets_from_function(ds))
 
 
@@ -67,7 +69,7 @@ def test_float16_mixed_precision_trains_with_loss_scaling():
 @pytest.mark.parametrize("xla", [False, True])
 def test_finish_in_the_step_trains_like_finished_batches(tmp_path, xla):
     # The default input path: uint8 crops and each batch's draws from tf.data;
-    # the step applies input_pipeline.finish_crops. Fed the same batches
+    # the step applies datasets.finish_crops. Fed the same batches
     # finished beforehand, a trainer must end at the same weights.
     crops = RNG.integers(0, 256, size=(2, 8, 67, 67, 3), dtype=np.uint8)
     labels = LABELS.reshape(2, 8)

@@ -18,7 +18,7 @@ _MIRRORED_SCRIPT = r"""
 import json, sys
 import numpy as np
 import tensorflow as tf
-from trainer import config as config_lib, loop, strategy as strategy_lib
+from trainer import config as config_lib, step, strategy as strategy_lib
 
 strategy_lib.configure_cpu_replicas(2)
 config = config_lib.TrainConfig(data_dir="unused", image_size=67, dropout_rate=0.0, init="he", seed=1, learning_rate=0.05)
@@ -33,8 +33,8 @@ def dataset_fn(ctx):
 one = strategy_lib.make_strategy("one_device", None)
 mirrored = strategy_lib.make_strategy("mirrored", None)
 assert mirrored.num_replicas_in_sync == 2, mirrored.extended.worker_devices
-t1 = loop.Trainer(config, one, num_classes=3, global_batch_size=8)
-t2 = loop.Trainer(config, mirrored, num_classes=3, global_batch_size=8)
+t1 = step.Trainer(config, one, num_classes=3, global_batch_size=8)
+t2 = step.Trainer(config, mirrored, num_classes=3, global_batch_size=8)
 t2.model.set_weights(t1.model.get_weights())
 before = [w.copy() for w in t1.model.get_weights()]
 s1 = t1.train_steps(iter(one.distribute_datasets_from_function(dataset_fn)), 1)
@@ -53,7 +53,9 @@ print(json.dumps({
 
 
 def test_mirrored_two_cpus_matches_one_device():
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2 and len(out["devices"]) == 2
@@ -112,7 +114,9 @@ def _start_workers(data_dir, model_dir, flags_of):
                 "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--init", "he", "--no_export",
                 "--val_steps", "1", "--seed", "3", *flags_of(index),
             ]  # fmt: skip
-            procs.append(subprocess.Popen(task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(subprocess.Popen(
+                task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ))
     except BaseException:
         _kill_running(procs)  # worker 0 would wait for its missing peer
         raise

@@ -5,12 +5,16 @@ window gives exactly the pixels of a full decode sliced with numpy (with 4:2:0
 chroma the fused decode differs from the sliced one along the window's edges;
 `test_fused_crop_with_chroma_subsampling` pins how much).
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from trainer import augment
 
+# A few real ImageNet validation JPEGs, when the machine has the sample beside the repository.
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-sample"
 RNG = np.random.default_rng(1234)
 SEED = tf.constant([7, 11], tf.int64)
 EIGENVALUES = (0.2175, 0.0188, 0.0045)
@@ -247,3 +251,12 @@ def test_jpeg_is_complete_on_a_chunk():
     encoded, _ = _jpeg(40, 48)
     chunk = tf.constant([encoded, encoded[:-30], b"", encoded + b"\0" * 5000])
     np.testing.assert_array_equal(augment.jpeg_is_complete(chunk).numpy(), [True, False, False, False])
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="shared ImageNet sample not present")
+def test_real_imagenet_jpegs_decode_and_pass_the_completeness_check():
+    files = sorted((SAMPLE / "val").glob("*.JPEG"))[:20]
+    for f in files:
+        encoded = f.read_bytes()
+        assert bool(augment.jpeg_is_complete(encoded)), f.name
+        assert augment.decode_center_crop(encoded, 67).shape == (67, 67, 3)

@@ -3,7 +3,10 @@ import pytest
 
 from trainer import cpu as cpu_lib
 
-X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse avx2 fma avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+X86 = (
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse avx2 fma avx512f avx512_bf16\n\n"
+    "processor\t: 1\nflags\t\t: fpu\n"
+)
 ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve bf16 i8mm\n"
 
 
