@@ -83,6 +83,42 @@ def _job(image_dir, out, runner_flags, shards):
 PROCESSES_FROM_IMAGES = 100
 
 
+def one_per_class(files, small):
+    """Links the first image of each class folder into `small`: the same job on it is the job's
+    fixed cost (process start-up, imports, listing, metadata). Returns `small`."""
+    if small.exists():
+        shutil.rmtree(small)
+    for folder in sorted({f.parent for f in files}):
+        (small / folder.name).mkdir(parents=True)
+        first = sorted(folder.iterdir())[0]
+        (small / folder.name / first.name).symlink_to(first.resolve())
+    return small
+
+
+def _mode_figures(runs, workers, written, bare_stats, bare_cpu_stats):
+    """One job configuration's figures from its timed runs (see `run_benchmark`)."""
+    rate = _stats([written / s for s in runs["full"]])
+    startup = _stats(runs["startup"])
+    # Subtracting the start-up only means something when the run is much
+    # longer than it (1.5x; not on ~100 images): otherwise report n/a.
+    steady = [written / (s - startup["median"]) for s in runs["full"] if s > 1.5 * startup["median"]]
+    figures = {
+        "workers": workers,
+        "images_per_s": rate,
+        "images_per_s_per_core": _stats([v / workers for v in rate["values"]]),
+        "ratio_per_core": rate["median"] / workers / bare_stats["median"],
+        "startup_s": startup,
+        "steady_ratio_per_core": (statistics.median(steady) / workers / bare_stats["median"]) if steady else None,
+        "images_per_cpu_s": _stats([written / c for c in runs["cpu"]]),
+        "startup_cpu_s": _stats(runs["startup_cpu"]),
+    }
+    per_cpu = [written / (c - figures["startup_cpu_s"]["median"]) for c in runs["cpu"]
+               if c > 1.5 * figures["startup_cpu_s"]["median"]]  # fmt: skip
+    figures["cpu_ratio"] = figures["images_per_cpu_s"]["median"] / bare_cpu_stats["median"]
+    figures["steady_cpu_ratio"] = statistics.median(per_cpu) / bare_cpu_stats["median"] if per_cpu else None
+    return figures
+
+
 def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
     """Measures the job and the bare loop side by side on the same images.
 
@@ -113,14 +149,7 @@ def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
     cores = common.cores()
     shards = max(2 * cores, 4)
 
-    # One image per class: the job's fixed cost (process start-up, imports, listing, metadata).
-    small = work / "one_per_class"
-    if small.exists():
-        shutil.rmtree(small)
-    for folder in sorted({f.parent for f in files}):
-        (small / folder.name).mkdir(parents=True)
-        first = sorted(folder.iterdir())[0]
-        (small / folder.name / first.name).symlink_to(first.resolve())
+    small = one_per_class(files, work / "one_per_class")
 
     configs = {
         "one_worker": (1, ["--direct_running_mode", "in_memory", "--direct_num_workers", "1"]),
@@ -161,25 +190,7 @@ def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
         "bare_images_per_cpu_s": bare_cpu_stats,
     }
     for name, (workers, _) in configs.items():
-        rate = _stats([written / s for s in runs[name]["full"]])
-        startup = _stats(runs[name]["startup"])
-        # Subtracting the start-up only means something when the run is much
-        # longer than it (1.5x; not on ~100 images): otherwise report n/a.
-        steady = [written / (s - startup["median"]) for s in runs[name]["full"] if s > 1.5 * startup["median"]]
-        result[name] = {
-            "workers": workers,
-            "images_per_s": rate,
-            "images_per_s_per_core": _stats([v / workers for v in rate["values"]]),
-            "ratio_per_core": rate["median"] / workers / bare_stats["median"],
-            "startup_s": startup,
-            "steady_ratio_per_core": (statistics.median(steady) / workers / bare_stats["median"]) if steady else None,
-            "images_per_cpu_s": _stats([written / c for c in runs[name]["cpu"]]),
-            "startup_cpu_s": _stats(runs[name]["startup_cpu"]),
-        }
-        per_cpu = [written / (c - result[name]["startup_cpu_s"]["median"]) for c in runs[name]["cpu"]
-                   if c > 1.5 * result[name]["startup_cpu_s"]["median"]]
-        result[name]["cpu_ratio"] = result[name]["images_per_cpu_s"]["median"] / bare_cpu_stats["median"]
-        result[name]["steady_cpu_ratio"] = statistics.median(per_cpu) / bare_cpu_stats["median"] if per_cpu else None
+        result[name] = _mode_figures(runs[name], workers, written, bare_stats, bare_cpu_stats)
     shown = result["default_mode"] if result["default_mode"] in configs else next(iter(configs))
     result["job_images_per_s"] = result[shown]["images_per_s"]
     result["ratio_per_core"] = result[shown]["ratio_per_core"]
