@@ -5,8 +5,8 @@ rounds where a stage runs a worker more than once) that follow `warmup` untimed
 runs (tracing, oneDNN primitive creation, allocator growth and caches all happen
 in the warm-up), reported with the min and the max.
 
-Frameworks are measured in worker processes (`python -m benchmarks.<stage>
---worker ...`) that print one JSON line: TensorFlow's logical devices and
+Frameworks are measured in worker processes (`python -m benchmarks.keras_worker`,
+`benchmarks.torch_worker`, `benchmarks.distribute --worker`) that print one JSON line: TensorFlow's logical devices and
 `TF_ENABLE_ONEDNN_OPTS` are fixed when TensorFlow initialises, and TensorFlow's
 and PyTorch's thread pools must not compete for the same two cores.
 """
@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -128,6 +129,29 @@ def markdown_table(headers, rows):
     return "\n".join(lines) + "\n"
 
 
+def cores():
+    """The number of CPUs this process may run on (its affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_seconds(children=False):
+    """CPU time (user + system) of this process, all its threads; with `children`, plus that of
+    its finished child processes (a Beam job's worker processes are waited for when it ends)."""
+    usage = [resource.getrusage(resource.RUSAGE_SELF)]
+    if children:
+        usage.append(resource.getrusage(resource.RUSAGE_CHILDREN))
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+def faster_gemms(before, after):
+    """Per GEMM, the faster of a worker's measurements before and after its steps: the
+    ceiling is the best the machine gave in that worker, so "% of ceiling" errs low."""
+    return {name: max(before[name], after[name], key=lambda stats: stats["median"]) for name in before}
+
+
 def _package_version(name):
     try:
         return metadata.version(name)
@@ -182,13 +206,9 @@ def describe_machine():
     """
     flags = trainer_cpu.cpu_flags() or set()
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
     return {
         "cpu": _cpu_model(),
-        "cores": cores,
+        "cores": cores(),
         "memory_gib": _memory_gib(),
         "vector_extensions": [f for f in wanted if f in flags],
         "os": platform.platform(),
@@ -210,7 +230,7 @@ def tensorflow_onednn_default(timeout=300):
 
     Asked of a child process, because a TensorFlow that has started cannot
     change its mind; its code is inline because importing `benchmarks` (for
-    `training_step.onednn_enabled`) would set the variable. Returns True or
+    `keras_worker.onednn_enabled`) would set the variable. Returns True or
     False, or None when the child could not say (TensorFlow missing or failing
     to start).
     """
@@ -247,7 +267,7 @@ def run_worker(module, args, env=None, timeout=3600):
     """Runs `python -m module *args` and returns the JSON result it emitted.
 
     Args:
-      module: dotted module name with a worker entry point (e.g. 'benchmarks.training_step').
+      module: dotted module name with a worker entry point (e.g. 'benchmarks.keras_worker').
       args: its command-line arguments.
       env: extra environment variables for the child (merged over this process's).
       timeout: seconds before the child is killed.

@@ -14,13 +14,11 @@ by the workers it ran: one in-process worker, or one worker process per
 usable core (the job's default from 10,000 images on). The target is at least
 0.8 of the bare loop per core.
 """
-import argparse
 import io
 import json
-import os
-import resource
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,17 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks import common
+from cli import EXIT_OK, EXIT_USAGE, Parser, UsageError, positive_int
 from preprocessing import build_tfrecords, demo
 
 IMAGE_SIZE = 256
 QUALITY = 90
-
-
-def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _stats(values):
@@ -71,31 +64,59 @@ def bare_loop(files, image_size=IMAGE_SIZE, quality=QUALITY):
     return time.perf_counter() - start
 
 
-def _cpu_seconds():
-    """CPU time (user + system) of this process and of its finished children
-    (the job's worker processes are waited for when the pipeline ends)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def _job(image_dir, out, runner_flags, shards):
     """Runs the job; returns (wall seconds, CPU seconds, examples written)."""
     argv = ["--train_dir", str(image_dir), "--output_dir", str(out), "--overwrite", "--train_shards", str(shards),
             "--image_size", str(IMAGE_SIZE), "--jpeg_quality", str(QUALITY), *runner_flags]
-    cpu = _cpu_seconds()
+    cpu = common.cpu_seconds(children=True)
     start = time.perf_counter()
     meta = build_tfrecords.run(argv)
     seconds = time.perf_counter() - start
-    cpu = _cpu_seconds() - cpu
+    cpu = common.cpu_seconds(children=True) - cpu
     if meta["rgb"] is None or meta["counts"]["train"] + meta["rejected"]["train"] != meta["inputs"]["train"]:
         raise RuntimeError("the job's counts do not reconcile: %r" % meta)
     return seconds, cpu, meta["counts"]["train"]
 
 
 # Below this many images only the one-worker job is measured by default: the
-# worker processes' start-up (about 3 s here) would be all it showed.
+# worker processes' start-up would be all it showed (docs/decisions/benchmarks-job-start-up.md).
 PROCESSES_FROM_IMAGES = 100
+
+
+def one_per_class(files, small):
+    """Links the first image of each class folder into `small`: the same job on it is the job's
+    fixed cost (process start-up, imports, listing, metadata). Returns `small`."""
+    if small.exists():
+        shutil.rmtree(small)
+    for folder in sorted({f.parent for f in files}):
+        (small / folder.name).mkdir(parents=True)
+        first = sorted(folder.iterdir())[0]
+        (small / folder.name / first.name).symlink_to(first.resolve())
+    return small
+
+
+def _mode_figures(runs, workers, written, bare_stats, bare_cpu_stats):
+    """One job configuration's figures from its timed runs (see `run_benchmark`)."""
+    rate = _stats([written / s for s in runs["full"]])
+    startup = _stats(runs["startup"])
+    # Subtracting the start-up only means something when the run is much
+    # longer than it (1.5x; not on ~100 images): otherwise report n/a.
+    steady = [written / (s - startup["median"]) for s in runs["full"] if s > 1.5 * startup["median"]]
+    figures = {
+        "workers": workers,
+        "images_per_s": rate,
+        "images_per_s_per_core": _stats([v / workers for v in rate["values"]]),
+        "ratio_per_core": rate["median"] / workers / bare_stats["median"],
+        "startup_s": startup,
+        "steady_ratio_per_core": (statistics.median(steady) / workers / bare_stats["median"]) if steady else None,
+        "images_per_cpu_s": _stats([written / c for c in runs["cpu"]]),
+        "startup_cpu_s": _stats(runs["startup_cpu"]),
+    }
+    per_cpu = [written / (c - figures["startup_cpu_s"]["median"]) for c in runs["cpu"]
+               if c > 1.5 * figures["startup_cpu_s"]["median"]]  # fmt: skip
+    figures["cpu_ratio"] = figures["images_per_cpu_s"]["median"] / bare_cpu_stats["median"]
+    figures["steady_cpu_ratio"] = statistics.median(per_cpu) / bare_cpu_stats["median"] if per_cpu else None
+    return figures
 
 
 def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
@@ -125,17 +146,10 @@ def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
         raise ValueError("run_benchmark expected class folders with images. Received: %s" % image_dir)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    cores = _cores()
+    cores = common.cores()
     shards = max(2 * cores, 4)
 
-    # One image per class: the job's fixed cost (process start-up, imports, listing, metadata).
-    small = work / "one_per_class"
-    if small.exists():
-        shutil.rmtree(small)
-    for folder in sorted({f.parent for f in files}):
-        (small / folder.name).mkdir(parents=True)
-        first = sorted(folder.iterdir())[0]
-        (small / folder.name / first.name).symlink_to(first.resolve())
+    small = one_per_class(files, work / "one_per_class")
 
     configs = {
         "one_worker": (1, ["--direct_running_mode", "in_memory", "--direct_num_workers", "1"]),
@@ -176,25 +190,7 @@ def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
         "bare_images_per_cpu_s": bare_cpu_stats,
     }
     for name, (workers, _) in configs.items():
-        rate = _stats([written / s for s in runs[name]["full"]])
-        startup = _stats(runs[name]["startup"])
-        # Subtracting the start-up only means something when the run is much
-        # longer than it (1.5x; not on ~100 images): otherwise report n/a.
-        steady = [written / (s - startup["median"]) for s in runs[name]["full"] if s > 1.5 * startup["median"]]
-        result[name] = {
-            "workers": workers,
-            "images_per_s": rate,
-            "images_per_s_per_core": _stats([v / workers for v in rate["values"]]),
-            "ratio_per_core": rate["median"] / workers / bare_stats["median"],
-            "startup_s": startup,
-            "steady_ratio_per_core": (statistics.median(steady) / workers / bare_stats["median"]) if steady else None,
-            "images_per_cpu_s": _stats([written / c for c in runs[name]["cpu"]]),
-            "startup_cpu_s": _stats(runs[name]["startup_cpu"]),
-        }
-        per_cpu = [written / (c - result[name]["startup_cpu_s"]["median"]) for c in runs[name]["cpu"]
-                   if c > 1.5 * result[name]["startup_cpu_s"]["median"]]
-        result[name]["cpu_ratio"] = result[name]["images_per_cpu_s"]["median"] / bare_cpu_stats["median"]
-        result[name]["steady_cpu_ratio"] = statistics.median(per_cpu) / bare_cpu_stats["median"] if per_cpu else None
+        result[name] = _mode_figures(runs[name], workers, written, bare_stats, bare_cpu_stats)
     shown = result["default_mode"] if result["default_mode"] in configs else next(iter(configs))
     result["job_images_per_s"] = result[shown]["images_per_s"]
     result["ratio_per_core"] = result[shown]["ratio_per_core"]
@@ -202,26 +198,27 @@ def run_benchmark(image_dir, work_dir, repeats=3, modes=None):
     return result
 
 
+RENDER_HEADERS = ("what", "workers", "images/s", "images/s per core", "ratio per core to the bare loop", "start-up s",
+                  "ratio per core without start-up", "images per CPU-second", "CPU ratio without start-up")  # fmt: skip
+
+
 def render(result):
-    """The result as a markdown table (for BENCHMARKS.md)."""
+    """The stage's markdown table (for BENCHMARKS.md and this module's command)."""
     f = lambda st: "%.1f (%.1f-%.1f)" % (st["median"], st["min"], st["max"])  # noqa: E731
-    rows = ["| what | workers | images/s | images/s per core | ratio per core to the bare loop | start-up s | ratio per core without start-up | images per CPU-second | CPU ratio without start-up |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-            "| bare Pillow decode+resize+encode loop | 1 | %s | %s | 1.00 | - | - | %s | 1.00 |"
-            % (f(result["bare_images_per_s"]), f(result["bare_images_per_s"]), f(result["bare_images_per_cpu_s"]))]
+    ratio = lambda value: "n/a" if value is None else "%.2f" % value  # noqa: E731
+    rows = [["bare Pillow decode+resize+encode loop", 1, f(result["bare_images_per_s"]), f(result["bare_images_per_s"]),
+             "1.00", "-", "-", f(result["bare_images_per_cpu_s"]), "1.00"]]  # fmt: skip
     for name, title in (("one_worker", "the job, one in-process worker"), ("processes", "the job, one worker process per core")):
         if name not in result:
             continue
         r = result[name]
-        steady = "n/a" if r["steady_ratio_per_core"] is None else "%.2f" % r["steady_ratio_per_core"]
-        steady_cpu = "n/a" if r["steady_cpu_ratio"] is None else "%.2f" % r["steady_cpu_ratio"]
-        rows.append("| %s | %d | %s | %s | %.2f | %s | %s | %s | %s |" % (
-            title, r["workers"], f(r["images_per_s"]), f(r["images_per_s_per_core"]), r["ratio_per_core"], f(r["startup_s"]), steady,
-            f(r["images_per_cpu_s"]), steady_cpu))
+        rows.append([title, r["workers"], f(r["images_per_s"]), f(r["images_per_s_per_core"]), "%.2f" % r["ratio_per_core"],
+                     f(r["startup_s"]), ratio(r["steady_ratio_per_core"]), f(r["images_per_cpu_s"]),
+                     ratio(r["steady_cpu_ratio"])])  # fmt: skip
     note = ("\n%d images, %d usable cores, output %dx%d, PCA included. The job's default for this many images: %s. "
             "Start-up = the same job on one image per class.\n"
             % (result["images"], result["cores"], IMAGE_SIZE, IMAGE_SIZE, result["default_mode"]))
-    return "\n".join(rows) + "\n" + note
+    return common.markdown_table(RENDER_HEADERS, rows) + note
 
 
 def make_photo_like(root, count, size=(400, 350), seed=0):
@@ -239,41 +236,28 @@ def make_photo_like(root, count, size=(400, 350), seed=0):
     return root
 
 
-def _format(result):
-    f = lambda st: "%.1f (%.1f-%.1f)" % (st["median"], st["min"], st["max"])  # noqa: E731
-    lines = [
-        "images: %d in class folders, %d cores, output %dx%d; the job's default for this many: %s"
-        % (result["images"], result["cores"], IMAGE_SIZE, IMAGE_SIZE, result["default_mode"]),
-        "bare Pillow loop, 1 process: %s images/s" % f(result["bare_images_per_s"]),
-    ]
-    for name in ("one_worker", "processes"):
-        if name not in result:
-            continue
-        r = result[name]
-        steady = "n/a" if r["steady_ratio_per_core"] is None else "%.2f" % r["steady_ratio_per_core"]
-        steady_cpu = "n/a" if r["steady_cpu_ratio"] is None else "%.2f" % r["steady_cpu_ratio"]
-        lines.append(
-            "job, %s (%d worker%s): %s images/s = %s per core; ratio per core %.2f; start-up %s s; "
-            "ratio per core without start-up %s"
-            % (name, r["workers"], "s" if r["workers"] > 1 else "", f(r["images_per_s"]), f(r["images_per_s_per_core"]),
-               r["ratio_per_core"], f(r["startup_s"]), steady)
-        )
-        lines.append(
-            "    CPU: %s images per CPU-second (bare loop %s); ratio %.2f; start-up %s CPU-s; ratio without start-up %s"
-            % (f(r["images_per_cpu_s"]), f(result["bare_images_per_cpu_s"]), r["cpu_ratio"], f(r["startup_cpu_s"]), steady_cpu)
-        )
-    return "\n".join(lines)
+def build_parser():
+    """The flags of `python -m benchmarks.preprocessing`."""
+    parser = Parser(prog="python -m benchmarks.preprocessing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image_dir", help="class folders to convert (default: generated images)")
+    parser.add_argument("--generate", type=positive_int, default=3000,
+                        help="photo-like images to generate when --image_dir is not given")  # fmt: skip
+    parser.add_argument("--work_dir", help="scratch folder (default: a temporary one, removed)")
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="40 small images, 1 repeat: checks the machinery only")
+    parser.add_argument("--json", action="store_true", help="print the result dict as JSON too")
+    return parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.preprocessing", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image_dir", help="class folders to convert (default: generated images)")
-    parser.add_argument("--generate", type=int, default=3000, help="photo-like images to generate when --image_dir is not given")
-    parser.add_argument("--work_dir", help="scratch folder (default: a temporary one, removed)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true", help="40 small images, 1 repeat: checks the machinery only")
-    parser.add_argument("--json", action="store_true", help="print the result dict as JSON too")
-    args = parser.parse_args(argv)
+    """Entry point: prints the stage's table (and the figures as JSON with --json)."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.image_dir and not Path(args.image_dir).is_dir():
+            raise UsageError("--image_dir is not a directory. Received: %s" % args.image_dir)
+    except UsageError as err:
+        print("python -m benchmarks.preprocessing: error: %s" % err, file=sys.stderr)
+        return EXIT_USAGE
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-preprocessing-"))
     try:
         image_dir = args.image_dir
@@ -281,14 +265,14 @@ def main(argv=None):
             count, size = (40, (120, 100)) if args.tiny else (args.generate, (400, 350))
             image_dir = make_photo_like(work / "images", count, size)
         result = run_benchmark(image_dir, work / "runs", repeats=1 if args.tiny else args.repeats)
-        print(_format(result))
+        print(render(result), end="")
         if args.json:
             print(json.dumps(result))
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    return result
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,65 +27,20 @@ import shutil
 import sys
 import time
 
-from cli import Parser, UsageError, fraction, positive_int
+from cli import EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED, EXIT_USAGE, Parser, UsageError, fraction, positive_int
+from experiments import ablate_report, tblog
+from experiments.ablate_report import RUNS, TRAIN_FIGURE, VALIDATION_FIGURE
+from experiments.ablate_variants import VARIANT_NAMES, VARIANTS
 from experiments.curves import epochs_to_target
+from model.alexnet import INITS
+from trainer import summaries, task
 
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "ablate")
 REPORT = "report.md"
 RESULTS = "results.json"
-TRAIN_FIGURE = "train_error.png"
-VALIDATION_FIGURE = "validation_error.png"
-RUNS = "runs"
-# trainer.task's exit code after SIGTERM (it saved a checkpoint): someone asked the
-# experiment to stop, so the remaining variants are not started.
-EXIT_PREEMPTED = 143
+# trainer.task exits with cli.EXIT_PREEMPTED after SIGTERM (it saved a checkpoint): someone
+# asked the experiment to stop, so the remaining variants are not started.
 
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    name: str
-    flags: tuple  # trainer flags that switch the feature
-    change: str  # what differs from the baseline
-    claim: str  # what the paper says the feature does
-
-
-VARIANTS = (
-    Variant("baseline", (), "the paper's network (ReLU, LRN, overlapping pooling, dropout 0.5, PCA noise)", "reference"),
-    Variant(
-        "tanh",
-        ("--activation", "tanh"),
-        "tanh instead of ReLU",
-        "ReLU reaches a given training error several times sooner (Figure 1: 6x to 25% on CIFAR-10)",
-    ),
-    Variant("no_lrn", ("--no_lrn",), "no local response normalisation", "LRN lowers top-1/top-5 error by 1.4%/1.2%"),
-    Variant(
-        "no_overlap",
-        ("--no_overlap",),
-        "2x2 stride-2 pooling instead of 3x3 stride 2",
-        "overlapping pooling lowers top-1/top-5 error by 0.4%/0.3% and overfits slightly less",
-    ),
-    Variant(
-        "no_dropout",
-        ("--dropout_rate", "0"),
-        "no dropout in fc6/fc7",
-        "without dropout the net overfits substantially (larger train/validation gap); dropout roughly doubles "
-        "the iterations needed to converge",
-    ),
-    Variant(
-        "no_pca_noise",
-        ("--no_pca_noise",),
-        "no PCA colour noise",
-        "PCA colour noise lowers top-1 error by over 1%",
-    ),
-    Variant(
-        "two_tower",
-        ("--two_tower",),
-        "the two-GPU connectivity (conv2/4/5 see only their own tower)",
-        "two towers beat one tower of half the kernels by 1.7%/1.2% top-1/top-5 (here the one-tower "
-        "baseline has all the kernels, so expect the two towers to be no better)",
-    ),
-)
-VARIANT_NAMES = tuple(v.name for v in VARIANTS)
 
 # --tiny: a smoke run of seconds per variant; only flags the user did not set change.
 TINY = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "image_size": 67}
@@ -101,7 +56,9 @@ class Config:
     batch_size: int = 64  # the trainer's demo batch
     image_size: int = 127  # the demo set's crop (stored 144 px, as 227 of 256)
     learning_rate: float = 0.01  # the paper's
-    init: str = "he"  # the paper's init stalls at chance on small sets (see DESIGN notes); He trains in minutes
+    # The paper's N(0, 0.01) init can sit at chance for several epochs on a small from-scratch set;
+    # He-normal starts learning in the first epochs (docs/results/ablate.md).
+    init: str = "he"
     seed: int = 0  # one seed for every variant: same initial weights where shapes allow, same batches
     target_error: float = 0.5  # training top-1 error whose first epoch is reported
     trainer_flags: tuple = ()  # flags after `--`, passed to every trainer run
@@ -145,7 +102,7 @@ def parse_args(argv):
     p.add_argument("--batch_size", type=positive_int, help="global batch (default %d)" % d.batch_size)
     p.add_argument("--image_size", type=positive_int, help="crop side (default %d)" % d.image_size)
     p.add_argument("--learning_rate", type=float, default=d.learning_rate, help="default %(default)s")
-    p.add_argument("--init", choices=("paper", "he"), default=d.init, help="default %(default)s")
+    p.add_argument("--init", choices=INITS, default=d.init, help="default %(default)s")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--target_error", type=fraction, default=d.target_error, help="training top-1 error (default %(default)s)")
     p.add_argument(
@@ -160,7 +117,8 @@ def parse_args(argv):
     if args.tiny:
         values = {**TINY, **values}
     if "baseline" not in values["variants"]:
-        p.error("--variants must include baseline (every variant is compared with it). Received: %s" % ",".join(values["variants"]))
+        p.error("--variants must include baseline (every variant is compared with it). Received: %s"
+                % ",".join(values["variants"]))  # fmt: skip
     return Config(trainer_flags=trainer_flags, **values)
 
 
@@ -204,8 +162,6 @@ def read_curves(log_dir):
       {"train": {metric: [per-epoch values]}, "validation": {...}, "steps": [global
       step of each epoch end]} for metrics loss, top1_accuracy, top5_accuracy.
     """
-    from experiments import tblog
-
     curves = {"steps": []}
     for split in ("train", "validation"):
         scalars = tblog.read_scalars(os.path.join(log_dir, split))
@@ -244,106 +200,6 @@ def summarize(curves, target):
     return out
 
 
-def _pct(value):
-    return "n/a" if value is None else "%.1f" % (100.0 * value)
-
-
-def write_report(path, results):
-    """Writes the markdown report.
-
-    Args:
-      path: report.md path.
-      results: the dict written to results.json.
-
-    Returns:
-      path.
-    """
-    c = results["config"]
-    runs = results["runs"]
-    base = runs.get("baseline", {})
-    lines = [
-        "# AlexNet ablations",
-        "",
-        "Data: `%s`. Every variant: %d epochs%s, batch %d, %dx%d crops, lr %g (fixed), init `%s`, seed %d%s."
-        % (
-            c["data_dir"],
-            c["epochs"],
-            " of %d steps" % c["steps_per_epoch"] if c["steps_per_epoch"] else "",
-            c["batch_size"],
-            c["image_size"],
-            c["image_size"],
-            c["learning_rate"],
-            c["init"],
-            c["seed"],
-            "; trainer flags `%s`" % " ".join(c["trainer_flags"]) if c["trainer_flags"] else "",
-        ),
-        "Errors in %%; training errors are running means over each epoch (with dropout and augmentation on), "
-        "validation errors are centre-crop. Epochs to target: first epoch with training top-1 error <= %.0f%%."
-        % (100 * c["target_error"]),
-        "",
-        "| variant | change | train top-1 | train top-5 | val top-1 | val top-5 | val top-1 vs baseline | epochs to target | seconds | the paper's claim |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name in c["variants"]:
-        run = runs[name]
-        variant = next(v for v in VARIANTS if v.name == name)
-        if run.get("error"):
-            lines.append(
-                "| %s | %s | failed: %s | | | | | | %.0f | %s |"
-                % (name, variant.change, run["error"], run.get("seconds", 0.0), variant.claim)
-            )
-            continue
-        delta = None
-        if name != "baseline" and base.get("final_validation_top1_error") is not None and run["final_validation_top1_error"] is not None:
-            delta = run["final_validation_top1_error"] - base["final_validation_top1_error"]
-        lines.append(
-            "| %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s |"
-            % (
-                name,
-                variant.change,
-                _pct(run["final_train_top1_error"]),
-                _pct(run["final_train_top5_error"]),
-                _pct(run["final_validation_top1_error"]),
-                _pct(run["final_validation_top5_error"]),
-                "" if name == "baseline" else ("n/a" if delta is None else "%+.1f" % (100.0 * delta)),
-                "not reached" if run["epochs_to_target"] is None else str(run["epochs_to_target"]),
-                run["seconds"],
-                variant.claim,
-            )
-        )
-    lines += [
-        "",
-        "One seed per variant: differences of a few points on a small validation set are within run-to-run noise; "
-        "repeat with other --seed values before drawing conclusions.",
-        "",
-        "![training top-1 error](%s)" % TRAIN_FIGURE,
-        "![validation top-1 error](%s)" % VALIDATION_FIGURE,
-        "",
-        "TensorBoard (HParams dashboard compares the variants): `tensorboard --logdir %s`"
-        % os.path.join(c["output_dir"], RUNS),
-    ]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
-
-
-_STYLES = {"baseline": ("-", "black"), "tanh": ("--", "tab:red")}
-
-
-def _plot(path, results, key, ylabel, title):
-    from experiments import plots
-
-    curves = []
-    for name in results["config"]["variants"]:
-        run = results["runs"][name]
-        if not run.get(key):
-            continue
-        style, color = _STYLES.get(name, ("-", None))
-        curves.append({"label": name, "points": list(enumerate(run[key], start=1)), "style": style, "color": color})
-    target = results["config"]["target_error"] if key == "train_top1_error" else None
-    return plots.plot_curves(path, curves, ylabel=ylabel, title=title, target=target)
-
-
 def run_experiment(config, train=None):
     """Trains every variant and writes the report, figures and results.
 
@@ -355,8 +211,6 @@ def run_experiment(config, train=None):
       The results dict (also written to results.json).
     """
     if train is None:
-        from trainer import task
-
         train = task.main
     started = time.time()
     runs = {}
@@ -385,18 +239,20 @@ def run_experiment(config, train=None):
                 shutil.rmtree(os.path.join(config.output_dir, RUNS, name, sub), ignore_errors=True)
         runs[name] = run
         print("ablate: %s finished with exit code %s in %.0f s" % (name, code, run["seconds"]), flush=True)
-    results = {"config": dataclasses.asdict(config), "runs": runs, "stopped_by_sigterm": stopped, "seconds": time.time() - started}
+    results = {"config": dataclasses.asdict(config), "runs": runs, "stopped_by_sigterm": stopped,
+               "seconds": time.time() - started}  # fmt: skip
     with open(os.path.join(config.output_dir, RESULTS), "w") as f:
         json.dump(results, f, indent=2)
-    _plot(os.path.join(config.output_dir, TRAIN_FIGURE), results, "train_top1_error", "Training top-1 error", "Training error per epoch")
-    _plot(
+    ablate_report.plot(os.path.join(config.output_dir, TRAIN_FIGURE), results, "train_top1_error", "Training top-1 error",
+                       "Training error per epoch")  # fmt: skip
+    ablate_report.plot(
         os.path.join(config.output_dir, VALIDATION_FIGURE),
         results,
         "validation_top1_error",
         "Validation top-1 error",
         "Validation error per epoch",
     )
-    write_report(os.path.join(config.output_dir, REPORT), results)
+    ablate_report.write_report(os.path.join(config.output_dir, REPORT), results)
     return results
 
 
@@ -427,18 +283,15 @@ def main(argv=None, train=None):
       says which), 2 on a user error (one line on stderr), 143 when a trainer
       run was stopped by SIGTERM (the later variants are not started).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         config = parse_args(argv)
         _prepare_output_dir(config)
         # The trainer's own HParams config, so TensorBoard shows the same one whichever it reads.
-        from trainer import summaries
-
         summaries.write_hparams_config(os.path.join(config.output_dir, RUNS))
         results = run_experiment(config, train)
     except UsageError as err:
         print("ablate: error: %s" % err, file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     failed = [n for n, r in results["runs"].items() if r.get("error")]
     base = results["runs"]["baseline"]
     print(
@@ -447,13 +300,13 @@ def main(argv=None, train=None):
             len(results["runs"]),
             results["seconds"],
             "failed: " + ", ".join(failed) if failed else "all trained",
-            _pct(base.get("final_validation_top1_error")),
+            ablate_report.pct(base.get("final_validation_top1_error")),
             os.path.join(config.output_dir, REPORT),
         )
     )
     if results["stopped_by_sigterm"]:
         return EXIT_PREEMPTED
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -17,8 +17,11 @@ parameters for 10 classes.
 import keras
 from keras import layers
 
-ACTIVATIONS = ("relu", "tanh")
-INITS = ("glorot", "he", "convnet")
+from model.alexnet import ACTIVATIONS
+
+# Initialisations of this small network (not AlexNet's `model.alexnet.INITS`): Glorot, He, and
+# cuda-convnet's fixed normal standard deviations from layers-80sec.cfg.
+FIGURE1_INITS = ("glorot", "he", "convnet")
 
 
 def _initializer(init, layer_index, seed):
@@ -51,8 +54,8 @@ def build_figure1_net(activation="relu", num_classes=10, image_size=32, init="gl
     """
     if activation not in ACTIVATIONS:
         raise ValueError("build_figure1_net expected activation in %s. Received: activation=%r" % (ACTIVATIONS, activation))
-    if init not in INITS:
-        raise ValueError("build_figure1_net expected init in %s. Received: init=%r" % (INITS, init))
+    if init not in FIGURE1_INITS:
+        raise ValueError("build_figure1_net expected init in %s. Received: init=%r" % (FIGURE1_INITS, init))
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
         raise ValueError("build_figure1_net expected image_size to be an int >= 8. Received: image_size=%r" % (image_size,))
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:

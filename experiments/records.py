@@ -52,7 +52,9 @@ def load_split(data_dir, split, image_size=32, max_examples=None):
             images.append(image_batch)
             labels.append(label_batch)
     except tf.errors.OpError as err:
-        raise ValueError("%s: expected readable %s shards of JPEG records. Received: %s" % (data_dir, split, err.message)) from err
+        raise ValueError(
+            "%s: expected readable %s shards of JPEG records. Received: %s" % (data_dir, split, err.message)
+        ) from err
     if not images:
         raise ValueError("%s: expected %s records in %s. Received: 0 records" % (data_dir, split, ", ".join(files)))
     images = np.concatenate(images)

@@ -16,6 +16,11 @@ from tensorboard.plugins.hparams import api as hp
 from tensorboard.plugins.hparams import metadata as hp_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from trainer import summaries
+
+# `Summaries.writer` of the run directory itself (not a train/ or validation/ subdirectory).
+RUN = ""
+
 
 def _domain(values):
     values = list(values)
@@ -44,7 +49,11 @@ def write_experiment_config(logdir, runs_hparams, metrics):
 
 
 class RunWriter:
-    """Writes one run's HParams record and its per-epoch scalars.
+    """Writes one run's HParams record and its per-epoch scalars, with the trainer's writers.
+
+    The event files come from `trainer.summaries.Summaries`, the trainer's own writer of
+    scalars, so an experiment's runs and a trainer run are written alike; only the HParams
+    record differs, because the trainer's (`Summaries.hparams`) records a `TrainConfig`.
 
     Args:
       run_dir: the run's TensorBoard directory (`<logdir>/<run>`).
@@ -53,20 +62,18 @@ class RunWriter:
     """
 
     def __init__(self, run_dir, hparams, trial_id):
-        self._writer = tf.summary.create_file_writer(run_dir)
-        with self._writer.as_default():
+        self._summaries = summaries.Summaries(run_dir)
+        with self._summaries.writer(RUN).as_default():
             hp.hparams(hparams, trial_id=trial_id)
-        self._writer.flush()
+        self._summaries.flush()
 
     def scalars(self, step, values):
         """Writes {tag: float} at `step` (the epoch, 1-based) and flushes."""
-        with self._writer.as_default():
-            for tag, value in values.items():
-                tf.summary.scalar(tag, float(value), step=step)
-        self._writer.flush()
+        self._summaries.scalars(RUN, values, step)
+        self._summaries.flush()
 
     def close(self):
-        self._writer.close()
+        self._summaries.close()
 
 
 def _event_files(run_dir):
