@@ -17,7 +17,7 @@ import time
 from benchmarks import common, distribute
 from preprocessing import schema
 
-# The trainer's end-of-epoch log line (trainer/loop.py), which ends "| lr <rate> | <speed> images/s".
+# The trainer's end-of-epoch log line (trainer/loop.py, `fit`), which ends "| lr <rate> | <speed> images/s".
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+) step (\d+): .*\| ([0-9.]+) images/s\s*$")
 E2E_STRATEGIES = (("default", 1), ("mirrored", 2))
 

@@ -36,7 +36,7 @@ import tensorflow as tf
 from benchmarks import common
 from cli import EXIT_OK, EXIT_USAGE, Parser, UsageError, positive_float, positive_int
 from preprocessing import schema
-from trainer import input_pipeline
+from trainer import data_info, datasets, shard_reader
 
 TARGET_PER_CORE = 1200
 TARGET_RATIO = 0.8
@@ -123,7 +123,7 @@ def write_shards(directory, num_images=2048, num_shards=8, jpeg_dir=None, seed=0
 
 def decode_only_dataset(data_dir, batch_size):
     """The baseline: same shards, interleave and parallelism; parse and full decode only."""
-    files = input_pipeline.list_shards(data_dir, schema.TRAIN)
+    files = shard_reader.list_shards(data_dir, schema.TRAIN)
     spec = {schema.ENCODED: schema.FEATURE_SPEC[schema.ENCODED], schema.LABEL: schema.FEATURE_SPEC[schema.LABEL]}
 
     def parse(records):  # parsed in chunks, as make_dataset does: the cheaper way
@@ -161,7 +161,7 @@ def _rate(ds, batch_size, seconds, warmup_batches):
 def finish_rate(batch_size, image_size, seconds=3.0, repeats=3):
     """Images/s of the train step's part of the augmentation on this CPU.
 
-    `input_pipeline.finish_crops` (mirror, scale to [0, 1], add the RGB
+    `trainer.datasets.finish_crops` (mirror, scale to [0, 1], add the RGB
     offset; one XLA-fused pass) on a batch of random uint8 crops, over and over
     for `seconds`, after one untimed call that compiles it. On an accelerator
     this runs there; on a CPU-only machine it shares the cores with the step.
@@ -174,7 +174,7 @@ def finish_rate(batch_size, image_size, seconds=3.0, repeats=3):
     labels = tf.zeros([batch_size], tf.int32)
     flips = tf.constant(rng.random(batch_size) < 0.5)
     offsets = tf.constant(rng.normal(0, 0.1, (batch_size, 3)).astype(np.float32))
-    finish = tf.function(input_pipeline.finish_crops)
+    finish = tf.function(datasets.finish_crops)
     finish(images, labels, flips, offsets)[0].numpy()
     rates = []
     for _ in range(repeats):
@@ -233,11 +233,11 @@ def run_benchmark(data_dir=None, batch_size=128, seconds=10.0, repeats=3, image_
             data_dir = tmp
             jpeg_bytes = write_shards(tmp, num_images, jpeg_dir=jpeg_dir)
         if tf.io.gfile.exists(os.path.join(data_dir, schema.METADATA_FILE)):
-            info = input_pipeline.read_data_info(data_dir)
+            info = data_info.read_data_info(data_dir)
         else:
-            info = input_pipeline.read_data_info(data_dir, label_offset=1, num_classes=1000)
+            info = data_info.read_data_info(data_dir, label_offset=1, num_classes=1000)
         count = info.counts.get(schema.TRAIN) or 10_000
-        shuffle_buffer = min(count, input_pipeline.DEFAULT_SHUFFLE_BUFFER)
+        shuffle_buffer = min(count, datasets.DEFAULT_SHUFFLE_BUFFER)
         if warmup_batches is None:
             warmup_batches = max(2, shuffle_buffer // batch_size)
         runs = {"train": [], "train_host": [], "decode_only": []}
@@ -246,7 +246,7 @@ def run_benchmark(data_dir=None, batch_size=128, seconds=10.0, repeats=3, image_
                 if name == "decode_only":
                     ds = decode_only_dataset(data_dir, batch_size)
                 else:
-                    ds = input_pipeline.make_dataset(
+                    ds = datasets.make_dataset(
                         data_dir, schema.TRAIN, batch_size, training=True, image_size=image_size, info=info, seed=0,
                         shuffle_buffer=shuffle_buffer, finish_on_device=name == "train",
                     )
@@ -311,7 +311,7 @@ def render(result):
     if finish:
         text += (
             "\nThe trainer's input stops at the uint8 crops and each batch's random draws (flips, PCA noise and mean "
-            "as one RGB offset per image); `input_pipeline.finish_crops` applies them at the start of the train step, "
+            "as one RGB offset per image); `trainer.datasets.finish_crops` applies them at the start of the train step, "
             "on the accelerator, in one XLA-fused pass, and the host sends a quarter of the bytes of float32. On this "
             "CPU that pass runs at %s images/s (%.1f ms per batch of %d); on a CPU-only machine it shares the cores "
             "with the step, which the end-to-end table below includes.\n"

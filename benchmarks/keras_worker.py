@@ -149,7 +149,7 @@ def keras_conv_op_times(model, batch_size, warmup, repeats):
 
 
 def compile_alexnet(model, jit_compile):
-    """Compiles `model` with the trainer's optimizer (trainer.loop.build_optimizer):
+    """Compiles `model` with the trainer's optimizer (trainer.step.build_optimizer):
     SGD, lr 0.01, momentum 0.9, the paper's coupled weight decay 5e-4 applied to
     the kernels in the update (trainer.optimizer.PaperSGD), logits loss. Build the
     model with weight_decay=0 (`paper_alexnet`), or it would decay twice."""
