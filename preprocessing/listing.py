@@ -243,23 +243,23 @@ def tar_root(paths):
 
     `tar cf train.tar train` stores `train/<class>/...`, `tar cf train.tar -C
     train .` stores `./<class>/...`: both mean the same class folders. The
-    root descends through a lone top folder while that folder holds at least
-    two folders (the classes); hidden names (macOS's `._*` and `.DS_Store`)
-    do not count. A tar of one class folder keeps that folder as the class.
+    root is the folder path every member shares, when that folder holds at
+    least two folders (the classes); otherwise the tar's top level is the
+    root, so a tar of one class folder keeps that folder as the class. Hidden
+    names (macOS's `._*` and `.DS_Store`) do not count.
 
     Args:
       paths: the member paths of the tar's files, "/"-separated.
     """
-    split = [tuple(p.split("/")) for p in paths if not any(part.startswith(".") for part in p.split("/"))]
-    root = ()
-    while True:
-        depth = len(root)
-        tops = {p[depth] for p in split if len(p) > depth}
-        if len(tops) != 1 or any(len(p) == depth + 1 for p in split):
-            return root
-        if len({p[depth + 1] for p in split if len(p) > depth + 2}) < 2:
-            return root
-        root += tuple(tops)
+    folders = [tuple(p.split("/"))[:-1] for p in paths if not any(part.startswith(".") for part in p.split("/"))]
+    if not folders:
+        return ()
+    common = folders[0]
+    for folder in folders[1:]:
+        while folder[: len(common)] != common:
+            common = common[:-1]
+    classes = {folder[len(common)] for folder in folders if len(folder) > len(common)}
+    return common if len(classes) >= 2 else ()
 
 
 def list_tar(path, split):
@@ -283,7 +283,7 @@ def list_tar(path, split):
     for name, member in members:
         parts = tuple(name.split("/"))
         relative = parts[len(root):] if parts[: len(root)] == root else parts
-        if len(relative) == 1 and is_tar(name) and not skip_reason(name):
+        if len(relative) == 1 and is_tar(name) and not name.rsplit("/", 1)[-1].startswith("."):
             yield ("nested", path, member.offset_data, member.size, labels.stem(name))
             continue
         item = _classify(split, path, "/".join(relative), relative[0] if len(relative) > 1 else None, name,

@@ -6,6 +6,7 @@ repository except the optional real sample (see SAMPLE_DIR). `run_job` runs the
 whole Beam job in-process on the FnApiRunner.
 """
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -31,6 +32,15 @@ TRAIN_CLASSES = SYNSETS[:3]
 # Devkit order is NOT the sorted order; n02000000 is a devkit class that the
 # class list does not have.
 DEVKIT_ORDER = ["n01484850", "n02000000", "n01440764", "n01494475", "n01443537", "n01491361"]
+
+# Arguments of records.example_bytes that cover every varint length and field.
+EXAMPLE_CASES = [
+    # (encoded, label, height, width, synset, text, filename)
+    (bytes(range(256)) * 300, 3, 256, 256, "n01440764", "tench, Tinca tinca", "n01440764_10026.JPEG"),  # 3-byte lengths
+    (b"", 0, 0, 0, "", "", ""),  # every field at its default value
+    (b"x" * 127, 999, 127, 128, b"n0", "caf\u00e9, \u00fcber", b"f.JPEG"),  # 1- and 2-byte varints, UTF-8, bytes
+    (b"y" * 128, -1, 16383, 2**40, "a", "b", "c"),  # a negative int64 takes ten bytes
+]
 
 MODES = ("RGB", "CMYK", "L", "P", "RGBA", "I;16")
 
@@ -94,7 +104,7 @@ def make_clean_set(root, per_class=5, val_count=6, seed=1):
     rng = np.random.default_rng(seed)
     root = Path(root)
     expected = {schema.TRAIN: {}, schema.VALIDATION: {}}
-    for c, synset in enumerate(TRAIN_CLASSES):
+    for synset in TRAIN_CLASSES:
         folder = root / "train" / synset
         folder.mkdir(parents=True)
         for i in range(per_class):
@@ -246,6 +256,10 @@ def read_records(output_dir, split):
             rows.append(row)
         out[os.path.basename(path)] = rows
     return out
+
+
+def load_metadata(output_dir):
+    return json.loads((Path(output_dir) / "metadata.json").read_text())
 
 
 def read_rejects(output_dir, name="rejects.tsv"):
