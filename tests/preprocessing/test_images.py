@@ -106,3 +106,37 @@ def test_keep_size_stores_original_bytes_of_rgb_jpegs(clean, tmp_path):
         if row[schema.FILENAME].endswith(("_0.JPEG", "_3.JPEG")):  # the RGB ones
             assert row[schema.ENCODED] == source
     assert meta["rgb"]["pixels"] == sum(int(r[schema.HEIGHT] * r[schema.WIDTH]) for r in rows)
+
+
+def test_small_images_are_upscaled_by_default_and_kept_at_their_own_size_on_request():
+    rng = np.random.default_rng(7)
+    arr = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # 40 wide, 30 high: under 64
+    data = fx.encode(Image.fromarray(arr, "RGB"), "PNG")
+    _, height, width, _ = images.process_image(data, 64)
+    assert (height, width) == (64, 64)  # bicubic upscale, the default
+    encoded, height, width, pixels = images.process_image(data, 64, upscale=False)
+    assert (height, width) == (30, 30)
+    np.testing.assert_array_equal(pixels, arr[:, 5:35])  # the central square, not resampled
+    big = fx.encode(Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), "RGB"), "PNG")
+    assert images.process_image(big, 64, upscale=False)[1:3] == (64, 64)  # large images are resized as always
+    # An RGB JPEG already at the stored size keeps its own bytes (no second JPEG loss).
+    square = fx.encode(fx.noise_image(rng, "RGB", 64, 64), "JPEG")
+    assert images.process_image(square, 64)[0] == square
+    assert images.process_image(square, 256, upscale=False)[0] == square
+
+
+def test_keep_small_stores_tiny_imagenet_at_64_and_says_so(tmp_path):
+    tiny = fx.make_tiny_imagenet(tmp_path / "in", per_class=2, val_count=3)
+    flags = ["--train_dir", tiny["train_dir"], "--val_dir", tiny["val_dir"], "--train_shards", 1, "--val_shards", 1]
+    kept = fx.run_job(tmp_path / "kept", *flags, "--keep_small")
+    assert kept["kept_small"] == {"train": 6, "validation": 3}
+    assert kept["image_size"] is None  # not every stored image is 256: no such promise to the trainer
+    for split in schema.SPLITS:
+        for row in [r for rows in fx.read_records(tmp_path / "kept", split).values() for r in rows]:
+            assert row["pixels"].shape == (64, 64, 3)
+            if split == schema.VALIDATION:  # RGB JPEGs: stored as downloaded
+                assert row[schema.ENCODED] == (tiny["val_dir"] / "images" / row[schema.FILENAME]).read_bytes()
+    upscaled = fx.run_job(tmp_path / "upscaled", *flags)
+    assert upscaled["kept_small"] == {"train": 0, "validation": 0} and upscaled["image_size"] == 256
+    rows = [r for rows in fx.read_records(tmp_path / "upscaled", schema.TRAIN).values() for r in rows]
+    assert {r["pixels"].shape for r in rows} == {(256, 256, 3)}

@@ -93,3 +93,53 @@ def test_real_imagenet_sample_with_devkit_labels_and_quirk_files(tmp_path):
     rgb = meta["rgb"]
     assert 0.15 < rgb["eigenvalues"][0] < 0.26 and 0.01 < rgb["eigenvalues"][1] < 0.03 and 0.002 < rgb["eigenvalues"][2] < 0.008
     assert np.dot(rgb["eigenvectors"][0], schema.IMAGENET_EIGENVECTORS[0]) > 0.99
+
+
+def test_tiny_imagenet_annotations_with_box_columns_and_no_final_newline():
+    text = "val_0.JPEG\tn03444034\t0\t32\t44\t62\nval_1.JPEG\tn04067472\t52\t55\t57\t59"
+    assert labels.parse_val_labels(text) == {"val_0": "n03444034", "val_1": "n04067472"}
+    assert labels.parse_val_labels(text + "\n") == labels.parse_val_labels(text)
+    # wnids.txt is a class list of bare synsets (no final newline either).
+    assert labels.parse_class_list("n02\nn01") == (["n01", "n02"], {"n01": "n01", "n02": "n02"})
+
+
+def test_class_names_take_the_first_name_of_the_classes_present():
+    words = labels.parse_class_names(fx.TINY_WORDS)
+    assert words["n02056570"] == "king penguin" and words["n09246464"] == "cliff" and len(words) == 5
+    assert labels.names_of(["n09246464", "n02056570"], words) == {"n09246464": "cliff", "n02056570": "king penguin"}
+    with pytest.raises(cli.UsageError, match=r"class n07777777 is not in --class_names \(1 of 2 classes have no name there\)"):
+        labels.names_of(["n02056570", "n07777777"], words)
+    with pytest.raises(cli.UsageError, match="line 1: expected '<synset><TAB><names>'"):
+        labels.parse_class_names("n01\n")
+    with pytest.raises(cli.UsageError, match="is empty"):
+        labels.parse_class_names("\n")
+
+
+@pytest.mark.parametrize("synsets", [True, False])
+def test_a_class_missing_from_class_names_is_one_usage_error_line(tmp_path, capsys, synsets):
+    tiny = fx.make_tiny_imagenet(tmp_path / "in", per_class=1, val_count=3)
+    words = tmp_path / "words.txt"
+    words.write_text("".join(line + "\n" for line in fx.TINY_WORDS.splitlines() if not line.startswith("n01443537")))
+    extra = ["--synsets", tiny["wnids"]] if synsets else []  # without: the class folders, listed at launch
+    with pytest.raises(SystemExit) as exit_info:
+        fx.run_job(tmp_path / "out", "--train_dir", tiny["train_dir"], *extra, "--class_names", words)
+    assert exit_info.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    message = "class n01443537 is not in --class_names %s (1 of 3 classes have no name there)" % words
+    assert err == ["build_tfrecords: error: " + message]
+    assert not (tmp_path / "out").exists()
+
+
+def test_class_names_of_a_tar_are_checked_once_listed(tmp_path, capsys):
+    tiny = fx.make_tiny_imagenet(tmp_path / "in", per_class=1, val_count=3)
+    train_tar = fx.tar_of(tiny["train_dir"], tmp_path / "train.tar", "train")
+    meta = fx.run_job(tmp_path / "out", "--train_dir", train_tar, "--class_names", tiny["words"], "--train_shards", 1)
+    assert meta["class_names"] == [fx.TINY_CLASSES[w] for w in sorted(fx.TINY_CLASSES)]
+    words = tmp_path / "words.txt"
+    words.write_text("n01443537\tgoldfish\n")
+    with pytest.raises(SystemExit) as exit_info:
+        fx.run_job(tmp_path / "bad", "--train_dir", train_tar, "--class_names", words, "--train_shards", 1)
+    assert exit_info.value.code == cli.EXIT_FAILED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "class n02056570 is not in --class_names (2 of 3 classes have no name there)" in err[0]
+    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["job_failed.txt", "rejects.tsv", "skipped.tsv"]
