@@ -97,7 +97,7 @@ def to_rgb(img):
     return img.convert("RGB")
 
 
-def resize_and_crop(img, image_size):
+def resize_and_crop(img, image_size, upscale=True):
     """Resizes so the shorter side is `image_size`, then centre-crops a square.
 
     Only the source region that survives the crop is resampled (`box=`), which
@@ -106,14 +106,21 @@ def resize_and_crop(img, image_size):
     Args:
       img: an RGB PIL.Image.
       image_size: side of the output square, or 0/None to keep the image as is.
+      upscale: False keeps an image whose shorter side is under `image_size`
+        at its own size: its central square is cut out, never resampled
+        (enlarging adds bytes, not information).
 
     Returns:
-      A PIL.Image of image_size x image_size (or the input when image_size is 0).
+      A PIL.Image of image_size x image_size (or the input when image_size is
+      0, or its central square when it is small and upscale is False).
     """
     if not image_size:
         return img
     width, height = img.size
     short = min(width, height)
+    if short < image_size and not upscale:
+        left, top = (width - short) // 2, (height - short) // 2
+        return img if width == height else img.crop((left, top, left + short, top + short))
     left = (width - short) / 2.0
     top = (height - short) / 2.0
     box = (left, top, left + short, top + short)
@@ -133,7 +140,7 @@ def sample_grid(img, stride):
     """The pixels of rows and columns 0, stride, 2*stride, ... of an RGB image.
 
     Equal to np.asarray(img)[::stride, ::stride], without copying the whole
-    image out of Pillow first (at stride 4, a third of the time): an affine
+    image out of Pillow first (cheaper: see docs/decisions/preprocessing-rgb-sampling.md): an affine
     nearest-neighbour transform reads exactly those pixels (Pillow samples at
     pixel centres, so the offset 0.5 - stride / 2 lands in the middle of
     pixel stride * x, safe from rounding).
@@ -154,19 +161,24 @@ def sample_grid(img, stride):
     return np.asarray(grid, dtype=np.uint8)
 
 
-def process_image(data, image_size, quality=DEFAULT_JPEG_QUALITY, max_pixels=DEFAULT_MAX_PIXELS, sample_stride=1):
+def process_image(
+    data, image_size, quality=DEFAULT_JPEG_QUALITY, max_pixels=DEFAULT_MAX_PIXELS, sample_stride=1, upscale=True
+):
     """Turns the bytes of any image file into a stored RGB JPEG.
 
     Args:
       data: the file's bytes.
       image_size: shorter side resized to this and centre-cropped square; 0 or
-        None keeps the original size (and the original bytes when the file is
-        already an RGB JPEG, so nothing is lost to re-encoding).
+        None keeps the original size. Whenever the stored pixels are the
+        decoded file's own (no resize, no crop) and the file is an RGB JPEG,
+        its original bytes are kept, so nothing is lost to re-encoding.
       quality: JPEG quality of re-encoded images.
       max_pixels: images with more pixels are rejected before decoding.
       sample_stride: which of the encoded pixels to return (for the RGB
         statistics): 1 for all, s for rows and columns 0, s, 2s, ..., 0 for
         none (pixels is then None).
+      upscale: False stores images smaller than `image_size` at their own
+        size (see resize_and_crop).
 
     Returns:
       (jpeg_bytes, height, width, pixels) where pixels is the HxWx3 uint8 array
@@ -176,7 +188,7 @@ def process_image(data, image_size, quality=DEFAULT_JPEG_QUALITY, max_pixels=DEF
       ImageRejected: the bytes cannot become an example.
     """
     img = _open(data, max_pixels)
-    source_format = img.format
+    source_format, source_size = img.format, img.size
     try:
         _draft(img, image_size)
         img.load()
@@ -187,11 +199,12 @@ def process_image(data, image_size, quality=DEFAULT_JPEG_QUALITY, max_pixels=DEF
     source_mode = img.mode
     try:
         rgb = to_rgb(img)
-        out = resize_and_crop(rgb, image_size)
+        out = resize_and_crop(rgb, image_size, upscale)
     except Exception as err:
         raise ImageRejected("cannot convert %s image (%s)" % (source_mode, err)) from err
     pixels = sample_grid(out, sample_stride) if sample_stride else None
-    if not image_size and source_format == "JPEG" and source_mode == "RGB":
+    # `out is img`: no conversion, resize or crop; the size check rules out a draft-mode decode.
+    if out is img and out.size == source_size and source_format == "JPEG" and source_mode == "RGB":
         encoded = data
     else:
         encoded = encode_jpeg(out, quality)

@@ -1,12 +1,12 @@
 """tf.train.Example bytes written by hand, without TensorFlow.
 
 The job writes one Example per image. Building it as a protobuf message and
-serialising it costs a few dozen microseconds and, above all, the TensorFlow
-import in every worker. The wire format of the fixed feature set is simple, so
+serialising it costs time per image and, above all, the TensorFlow import in
+every worker (docs/decisions/preprocessing-runner.md). The wire format of the fixed feature set is simple, so
 `example_bytes` writes it directly: the result is byte-for-byte what
 `schema.serialize_example(schema.make_example(...))` gives (deterministic
 serialisation writes map entries sorted by key), which
-tests/test_preprocessing_units.py checks against TensorFlow.
+tests/preprocessing/test_records.py checks against TensorFlow.
 
 Wire format (protobuf): Example{features=1} -> Features{map<string, Feature>
 feature=1} whose entries are {key=1, value=2} -> Feature{bytes_list=1 |
@@ -61,7 +61,8 @@ def _bytes_entry_head(key_field, length):
     inner = _TAG_1 + _varint(length)  # BytesList.value
     feature = _TAG_1 + _varint(len(inner) + length)  # Feature.bytes_list
     value = _TAG_2 + _varint(len(feature) + len(inner) + length)  # the entry's value
-    return _TAG_1 + _varint(len(key_field) + len(value) + len(feature) + len(inner) + length) + key_field + value + feature + inner
+    entry = len(key_field) + len(value) + len(feature) + len(inner) + length
+    return _TAG_1 + _varint(entry) + key_field + value + feature + inner
 
 
 def _bytes_entry(key_field, value):

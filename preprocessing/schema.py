@@ -116,9 +116,13 @@ def load_metadata(data_dir):
       num_classes: int
       label_offset: int, 0 for our shards (1 for TF's ImageNet shards)
       synsets: [str] in label order; class_names: [str] in label order
-      image_size: int or null (stored side length; null = original size kept)
+      image_size: int or null (every stored image is this side or larger;
+        null = original sizes kept, or some images kept small)
+      kept_small: {"train": int, "validation": int} stored under image_size (--keep_small)
       counts: {"train": int, "validation": int} examples written
-      rejected: {"train": int, "validation": int}
+      rejected: {"train": int, "validation": int} (listed in rejects.tsv)
+      skipped: {"train": int, "validation": int} files not images by name (skipped.tsv)
+      inputs: {"train": int, "validation": int} = counts + rejected + skipped
       shards: {"train": int, "validation": int}
       rgb: {pixel_scale: "[0, 1]", mean: [3], std: [3], covariance: [[3]x3],
             eigenvalues: [3] descending, eigenvectors: [[3]x3] where

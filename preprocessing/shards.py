@@ -1,5 +1,10 @@
 """Shard files: deterministic membership, TFRecord framing, the output namespace.
 
+Shards are written into IN_PROGRESS_DIR inside the output folder and moved into
+place only when the job succeeds (as Beam's own file sinks write into a
+`beam-temp-*` folder and rename at finalisation), so a failed job leaves no
+shard, empty or not: only the files that explain the failure (FAILURE_FILES).
+
 An example's shard and its place inside the shard come from a hash of its
 split, class and file name, never from the order in which workers happen to
 finish, so the same inputs give byte-identical shards on every rerun and on
@@ -16,11 +21,17 @@ import google_crc32c
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from cli import UsageError
 from preprocessing import fields
 
 REJECTS_FILE = "rejects.tsv"
+SKIPPED_FILE = "skipped.tsv"
 UNMATCHED_LABELS_FILE = "labels_without_images.txt"
 FAILED_FILE = "job_failed.txt"
+IN_PROGRESS_DIR = "_in_progress"
+# What a failed job leaves (a crashed one may also leave IN_PROGRESS_DIR): a
+# folder holding only these has no finished job to protect.
+FAILURE_FILES = (FAILED_FILE, REJECTS_FILE, SKIPPED_FILE, UNMATCHED_LABELS_FILE)
 
 
 def shard_key(split, klass, name, num_shards):
@@ -63,13 +74,37 @@ def write_bytes(path, data):
 def output_files(output_dir):
     """Files of this job's namespace in output_dir: metadata.json first, so
     deleting in this order never leaves a directory that looks complete."""
-    patterns = [fields.METADATA_FILE, REJECTS_FILE, UNMATCHED_LABELS_FILE, FAILED_FILE]
+    patterns = [fields.METADATA_FILE, *FAILURE_FILES]
     patterns += ["%s-*-of-*" % split for split in fields.SPLITS]
+    patterns += ["%s/%s-*-of-*" % (IN_PROGRESS_DIR, split) for split in fields.SPLITS]
     found = []
     for pattern in patterns:
         result = FileSystems.match([join(output_dir, pattern)])[0]
         found += sorted(m.path for m in result.metadata_list)
     return found
+
+
+def in_progress_path(output_dir, name):
+    """Where a shard is written until the job succeeds."""
+    return join(join(output_dir, IN_PROGRESS_DIR), name)
+
+
+def move_into_place(output_dir, names):
+    """Moves finished shards from IN_PROGRESS_DIR into output_dir (one batch:
+    on object stores a rename is a copy and a delete, batched by Beam)."""
+    if names:
+        FileSystems.rename([in_progress_path(output_dir, n) for n in names], [join(output_dir, n) for n in names])
+    remove_in_progress(output_dir)
+
+
+def remove_in_progress(output_dir):
+    """Deletes IN_PROGRESS_DIR and every shard in it (nothing if absent)."""
+    folder = join(output_dir, IN_PROGRESS_DIR)
+    leftover = [m.path for m in FileSystems.match([join(folder, "*")])[0].metadata_list]
+    if leftover:
+        FileSystems.delete(leftover)
+    if "://" not in output_dir and os.path.isdir(folder):
+        os.rmdir(folder)
 
 
 def directory_entries(output_dir):
@@ -82,3 +117,35 @@ def directory_entries(output_dir):
         return sorted(os.path.join(output_dir, name) for name in os.listdir(output_dir))
     result = FileSystems.match([join(output_dir, "*")])[0]
     return sorted(m.path for m in result.metadata_list)
+
+
+def check_output(output_dir, overwrite, own=()):
+    """Refuses a file, or an output dir holding anything but a failed job's
+    leftovers (FAILURE_FILES, IN_PROGRESS_DIR, and the `own` names) without
+    --overwrite. Deletes nothing."""
+    if "://" not in output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UsageError("--output_dir is a file, not a folder. Received: %s" % output_dir)
+    leftovers = {*FAILURE_FILES, IN_PROGRESS_DIR, *own}
+    entries = [e for e in directory_entries(output_dir) if e.rstrip("/").rsplit("/", 1)[-1] not in leftovers]
+    if entries and not overwrite:
+        raise UsageError(
+            "--output_dir %s is not empty (%d entries, e.g. %s); pass --overwrite to replace this job's files"
+            % (output_dir, len(entries), entries[0])
+        )
+
+
+def prepare_output(output_dir, overwrite, own=()):
+    """Refuses a non-empty output dir unless --overwrite (see check_output);
+    then deletes this job's previous files (metadata.json first) and a failed
+    job's leftovers, so no stale shard survives.
+
+    Destructive: call it only once every flag and input has been validated,
+    right before the job writes (a typo must never cost an existing data set).
+    """
+    check_output(output_dir, overwrite, own)
+    previous = output_files(output_dir)
+    if previous:
+        FileSystems.delete(previous)
+    remove_in_progress(output_dir)
+    if "://" not in output_dir:
+        os.makedirs(output_dir, exist_ok=True)

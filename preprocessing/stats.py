@@ -14,8 +14,9 @@ from preprocessing import fields
 
 PIXEL_SCALE = "[0, 1]"
 # Every 4th row and column: 4,096 regular-grid pixels of each 256x256 image
-# (5 billion over ImageNet's training set), at a quarter of the cost of
-# every 2nd (0.05 against 0.15-0.2 ms an image, ~5% of the job's per-image time).
+# (5 billion over ImageNet's training set), enough for a 3x3 covariance, at a
+# small share of the job's per-image time; the measurements and the eigenvalues
+# it gives against every 2nd: docs/decisions/preprocessing-rgb-sampling.md.
 DEFAULT_STRIDE = 4
 
 
