@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from trainer import augment
 from trainer import data_info as data_info_lib
+from trainer import geometry
 from trainer import shard_reader
 from trainer.data_info import require_positive_int
 
@@ -36,20 +37,41 @@ DEFAULT_SHUFFLE_BUFFER = 10_000  # about 0.5 GB of 256x256 JPEGs; enough to mix 
 _plain = shard_reader.no_autograph
 
 
-def _decode_train(index, element, image_size, random_crop, seed, upscale):
+def crop_geometry(stored_size, image_size):
+    """(reference, plain): the side of the square the crops come from, and whether the
+    stored images are squares of that side, so that a crop is a plain window of the
+    stored JPEG (no resampling); otherwise each view is sampled in the paper's geometry
+    (trainer/geometry.py) from images of any size."""
+    reference = geometry.reference_size(image_size, stored=stored_size)
+    return reference, bool(stored_size) and stored_size == reference
+
+
+def decode_centre(encoded, image_size, reference, plain):
+    """The centre view of one JPEG (uint8 (S, S, 3))."""
+    if plain:
+        return augment.decode_center_crop(encoded, image_size, upscale=False)
+    offset = geometry.centre_offset(reference, image_size)
+    return geometry.decode_views(encoded, image_size, reference, [offset])[0]
+
+
+def _decode_train(index, element, image_size, random_crop, seed, reference, plain):
     encoded, label = element[0], element[1]
-    if random_crop:
-        seed = tf.random.experimental.stateless_fold_in(seed, index)
-        image = augment.decode_random_crop(encoded, image_size, seed, upscale=upscale)
-    else:
-        image = augment.decode_center_crop(encoded, image_size, upscale=upscale)
-    return image, label
+    if not random_crop:
+        return decode_centre(encoded, image_size, reference, plain), label
+    seed = tf.random.experimental.stateless_fold_in(seed, index)
+    if plain:
+        return augment.decode_random_crop(encoded, image_size, seed, upscale=False), label
+    offset = geometry.random_offset(reference, image_size, seed)
+    return geometry.decode_views(encoded, image_size, reference, [offset])[0], label
 
 
-def _decode_eval(encoded, label, filename, path, index, image_size, ten_crop, upscale):
-    if ten_crop:
-        return augment.ten_crop_views(augment.decode_full(encoded, image_size), image_size), label
-    return augment.decode_center_crop(encoded, image_size, upscale=upscale), label
+def _decode_eval(encoded, label, filename, path, index, image_size, ten_crop, reference, plain):
+    if not ten_crop:
+        return decode_centre(encoded, image_size, reference, plain), label
+    if plain:
+        return augment.ten_crop_views(tf.io.decode_jpeg(encoded, channels=3), image_size), label
+    offsets = geometry.corner_offsets(reference, image_size)
+    return geometry.ten_views(geometry.decode_views(encoded, image_size, reference, offsets)), label
 
 
 def _draws(info, flip, pca_noise, pca_stddev, mean_subtract):
@@ -175,14 +197,13 @@ def make_dataset(
     base_seed, shuffle_seed = _seeds(seed, input_context)
     ds = _examples(files, skipped, info, training, shuffle_seed, deterministic)
     ds = _shuffle_and_repeat(ds, training, shuffle_buffer, info.counts.get(split), shuffle_seed, repeat)
-    # Images smaller than the crop are scaled up, unless metadata.json says every stored image is at least the crop.
-    upscale = not (info.image_size and info.image_size >= image_size)
+    crops = crop_geometry(info.image_size, image_size)
     if training:
         draws = _draws(info, flip, pca_noise, pca_stddev, mean_subtract)
-        ds = _training_batches(ds, per_replica, image_size, random_crop, base_seed, upscale, draws, skipped, finish_on_device)
+        ds = _training_batches(ds, per_replica, image_size, random_crop, base_seed, crops, draws, skipped, finish_on_device)
     else:
         draws = _draws(info, False, False, pca_stddev, mean_subtract)
-        ds = _evaluation_batches(ds, per_replica, image_size, ten_crop, upscale, draws, skipped)
+        ds = _evaluation_batches(ds, per_replica, image_size, ten_crop, crops, draws, skipped)
     return ds.prefetch(AUTOTUNE).with_options(_options(deterministic, input_context))
 
 
@@ -245,7 +266,7 @@ def _examples(files, skipped, info, training, shuffle_seed, deterministic):
     )
 
 
-def _training_batches(ds, per_replica, image_size, random_crop, base_seed, upscale, draws, skipped, finish_on_device):
+def _training_batches(ds, per_replica, image_size, random_crop, base_seed, crops, draws, skipped, finish_on_device):
     """Random crops, batched; then each batch's flips and colour noise (drawn, or also applied)."""
     # Index every example after repeat: its crop seed differs in every epoch.
     ds = ds.enumerate().map(
@@ -254,7 +275,8 @@ def _training_batches(ds, per_replica, image_size, random_crop, base_seed, upsca
             image_size=image_size,
             random_crop=random_crop,
             seed=tf.random.experimental.stateless_fold_in(base_seed, 0),
-            upscale=upscale,
+            reference=crops[0],
+            plain=crops[1],
         )),
         num_parallel_calls=AUTOTUNE,
     )
@@ -272,9 +294,9 @@ def _training_batches(ds, per_replica, image_size, random_crop, base_seed, upsca
     return ds.enumerate().map(_plain(finish), num_parallel_calls=AUTOTUNE)
 
 
-def _evaluation_batches(ds, per_replica, image_size, ten_crop, upscale, draws, skipped):
+def _evaluation_batches(ds, per_replica, image_size, ten_crop, crops, draws, skipped):
     """Centre crops (or the 10 views), batched with the remainder, scaled and mean-subtracted."""
-    decode = functools.partial(_decode_eval, image_size=image_size, ten_crop=ten_crop, upscale=upscale)
+    decode = functools.partial(_decode_eval, image_size=image_size, ten_crop=ten_crop, reference=crops[0], plain=crops[1])
     ds = ds.map(_plain(decode), num_parallel_calls=AUTOTUNE)
     ds = _skip_undecodable(ds, skipped)
     # Keep the remainder: every validation example is counted once.
@@ -292,19 +314,21 @@ def _options(deterministic, input_context):
     return options
 
 
-def decode_and_center_crop(jpeg_bytes, image_size, rgb_mean):
+def decode_and_center_crop(jpeg_bytes, image_size, rgb_mean, stored_size=None):
     """Evaluation preprocessing of one JPEG, for the exported model's serving signature.
 
     Args:
       jpeg_bytes: scalar string tensor.
       image_size: int, crop side.
       rgb_mean: 3 floats ([0, 1] scale) to subtract, or None.
+      stored_size: the data set's stored square side (metadata.json's
+        image_size), or None for images of any size.
 
     Returns:
       float32 tensor (image_size, image_size, 3), the same values make_dataset
       gives for this image with training=False.
     """
-    image = augment.to_float(augment.decode_center_crop(jpeg_bytes, image_size))
+    image = augment.to_float(decode_centre(jpeg_bytes, image_size, *crop_geometry(stored_size, image_size)))
     if rgb_mean is not None:
         image = augment.subtract_mean(image, rgb_mean)
     return image

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from trainer import augment
 from trainer import datasets
+from trainer import geometry
 from trainer import step
 
 KERAS_FILE = "alexnet.keras"
@@ -56,11 +57,13 @@ def serving_image(jpeg_bytes, image_size, stored_size, rgb_mean):
     if not stored_size:
         return datasets.decode_and_center_crop(jpeg_bytes, image_size, rgb_mean)
     image = resize_like_stored(tf.io.decode_jpeg(jpeg_bytes, channels=3), int(stored_size))
-    # A stored size below the crop is scaled up, as the eval pipeline does.
-    image = augment.resize_to_at_least(image, image_size)
-    shape = tf.shape(image)
-    window = augment.center_crop_window(shape[0], shape[1], image_size)
-    image = tf.image.crop_to_bounding_box(image, window[0], window[1], image_size, image_size)
+    # Then the centre view evaluation takes of a stored square (trainer.datasets.crop_geometry).
+    reference, plain = datasets.crop_geometry(int(stored_size), image_size)
+    if plain:
+        top = (int(stored_size) - image_size) // 2
+        image = tf.image.crop_to_bounding_box(image, top, top, image_size, image_size)
+    else:
+        image = geometry.image_views(image, image_size, reference, [geometry.centre_offset(reference, image_size)])[0]
     image = augment.to_float(image)
     if rgb_mean is not None:
         image = augment.subtract_mean(image, rgb_mean)

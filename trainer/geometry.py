@@ -18,7 +18,8 @@ done the slow way, up to float rounding (tests/trainer/test_geometry.py).
 The side of the rescaled square is the "reference size". The paper's is
 256 for 227 crops; for other crop sizes this module keeps the paper's ratio
 (`reference_size`). Images the Beam job stored as squares at least that large
-are cropped as they are, with no resampling at all (`plain_window`).
+are cropped as they are, with no resampling at all (trainer/augment.py's
+plain crops).
 """
 import tensorflow as tf
 
@@ -132,6 +133,31 @@ def _sample(window, lo_y, lo_x, boxes_in_original, crop):
     return tf.cast(tf.clip_by_value(tf.round(views), 0.0, 255.0), tf.uint8)
 
 
+def _grids(height, width, crop, reference, offsets):
+    """Each view's sample grid in original pixel coordinates, and the window holding them all.
+
+    Returns (boxes float32 (N, 4) [first_y, first_x, last_y, last_x], [lo_y, lo_x, hi_y, hi_x]).
+    """
+    new_h, new_w = rescaled_shape(height, width, reference)
+    boxes, ys, xs = [], [], []
+    for y, x in offsets:
+        first_y, step_y = _axis_samples(height, new_h, reference, crop, y)
+        first_x, step_x = _axis_samples(width, new_w, reference, crop, x)
+        boxes.append(tf.stack([first_y, first_x, first_y + (crop - 1) * step_y, first_x + (crop - 1) * step_x]))
+        ys.append(_window(height, first_y, step_y, crop))
+        xs.append(_window(width, first_x, step_x, crop))
+    lo_y = tf.reduce_min(tf.stack([lo for lo, _ in ys]))
+    hi_y = tf.reduce_max(tf.stack([hi for _, hi in ys]))
+    lo_x = tf.reduce_min(tf.stack([lo for lo, _ in xs]))
+    hi_x = tf.reduce_max(tf.stack([hi for _, hi in xs]))
+    return tf.stack(boxes), (lo_y, lo_x, hi_y, hi_x)
+
+
+def _check(crop, reference):
+    if not 0 < crop <= reference:
+        raise ValueError("expected 0 < crop <= reference. Received: crop=%r, reference=%r" % (crop, reference))
+
+
 def decode_views(encoded, crop, reference, offsets):
     """Decodes views of a JPEG of any size in the paper's geometry.
 
@@ -146,31 +172,25 @@ def decode_views(encoded, crop, reference, offsets):
       uint8 tensor (len(offsets), crop, crop, 3). Only the smallest window of
       the original holding every view's samples is decoded.
     """
-    if not 0 < crop <= reference:
-        raise ValueError("expected 0 < crop <= reference. Received: crop=%r, reference=%r" % (crop, reference))
+    _check(crop, reference)
     shape = tf.image.extract_jpeg_shape(encoded)  # reads the header only
-    height, width = shape[0], shape[1]
-    new_h, new_w = rescaled_shape(height, width, reference)
-    boxes, ys, xs = [], [], []
-    for y, x in offsets:
-        first_y, step_y = _axis_samples(height, new_h, reference, crop, y)
-        first_x, step_x = _axis_samples(width, new_w, reference, crop, x)
-        last_y, last_x = first_y + (crop - 1) * step_y, first_x + (crop - 1) * step_x
-        boxes.append(tf.stack([first_y, first_x, last_y, last_x]))
-        ys.append(_window(height, first_y, step_y, crop))
-        xs.append(_window(width, first_x, step_x, crop))
-    lo_y = tf.reduce_min(tf.stack([lo for lo, _ in ys]))
-    hi_y = tf.reduce_max(tf.stack([hi for _, hi in ys]))
-    lo_x = tf.reduce_min(tf.stack([lo for lo, _ in xs]))
-    hi_x = tf.reduce_max(tf.stack([hi for _, hi in xs]))
+    boxes, (lo_y, lo_x, hi_y, hi_x) = _grids(shape[0], shape[1], crop, reference, offsets)
     window = tf.image.decode_and_crop_jpeg(encoded, tf.stack([lo_y, lo_x, hi_y - lo_y, hi_x - lo_x]), channels=3)
-    views = _sample(window, lo_y, lo_x, tf.stack(boxes), crop)
+    views = _sample(window, lo_y, lo_x, boxes, crop)
     views.set_shape([len(offsets), crop, crop, 3])
     return views
 
 
-def plain_window(offset, crop):
-    """The crop window [y, x, crop, crop] of a view of a stored square whose side is
-    the reference size: no resampling, the paper's view is a plain crop."""
-    y, x = offset
-    return tf.stack([y, x, tf.constant(crop), tf.constant(crop)])
+def image_views(image, crop, reference, offsets):
+    """`decode_views` of an image already decoded (uint8 (H, W, 3)): the same views."""
+    _check(crop, reference)
+    shape = tf.shape(image)
+    boxes, _ = _grids(shape[0], shape[1], crop, reference, offsets)
+    views = _sample(image, tf.constant(0), tf.constant(0), boxes, crop)
+    views.set_shape([len(offsets), crop, crop, 3])
+    return views
+
+
+def ten_views(views):
+    """The paper's 10 views from the five of `corner_offsets`: them, then their mirrors."""
+    return tf.concat([views, tf.reverse(views, axis=[2])], axis=0)

@@ -168,7 +168,7 @@ def run_args(data, model_dir, *extra):
 
 TRAIN_SHARDS, PER_SHARD = 4, 6  # 24 training examples, labels 0..23
 VAL_COUNTS = (6, 5)  # 11 validation examples over 2 shards
-STORED = (72, 80)  # stored image size (h, w); crops are 67
+STORED = (80, 88)  # stored image size (h, w): at least the reference square of 67 crops (76), so crops are plain windows
 CROP = 67
 RGB_MEAN = (0.5, 0.4, 0.3)
 EIGENVALUES = (0.2, 0.02, 0.004)
@@ -236,7 +236,7 @@ def write_labelled_shards(directory):
         directory, "train", [range(i * PER_SHARD, (i + 1) * PER_SHARD) for i in range(TRAIN_SHARDS)], STORED, rng
     )
     val = write_shards(directory, "validation", [range(0, 6), range(6, 11)], STORED, rng)
-    # image_size: every stored image is at least 72 on a side, so the pipeline
+    # image_size: every stored image is at least 80 on a side, so the pipeline
     # takes its fast path (no per-image upscaling branch).
     write_metadata(directory, n, {"train": n, "validation": sum(VAL_COUNTS)}, image_size=min(STORED))
     return directory, train, val

@@ -5,6 +5,7 @@ Fixture shards come from tests.helpers.trainer_data.write_labelled_shards (the
 identifies the example, and random pixels encoded without chroma subsampling
 let a decoded crop be matched exactly against numpy slices of the whole image.
 """
+import functools
 import json
 import os
 import subprocess
@@ -28,7 +29,8 @@ from tests.helpers.trainer_data import (
     write_dataset,
     write_shards,
 )
-from trainer import augment, data_info, datasets
+from tests.helpers.geometry_reference import assert_close, slow_ten_views, slow_view
+from trainer import augment, data_info, datasets, geometry
 
 
 def test_written_dataset_is_read_by_the_input_pipeline(tmp_path):
@@ -135,11 +137,11 @@ def test_decode_and_center_crop_matches_evaluation(data):
     shard = os.path.join(directory, schema.shard_name("validation", 0, 2))
     record = next(iter(tf.data.TFRecordDataset(shard)))
     encoded = tf.io.parse_single_example(record, schema.FEATURE_SPEC)[schema.ENCODED]
-    got = datasets.decode_and_center_crop(encoded, CROP, RGB_MEAN).numpy()
+    got = datasets.decode_and_center_crop(encoded, CROP, RGB_MEAN, stored_size=min(STORED)).numpy()
     assert got.shape == (CROP, CROP, 3) and got.dtype == np.float32
     np.testing.assert_allclose(got, center(val[0]) - np.float32(RGB_MEAN), atol=1e-6)
     # As a serving signature would call it: inside a tf.function on a string tensor.
-    serve = tf.function(lambda b: datasets.decode_and_center_crop(b, CROP, None))
+    serve = tf.function(lambda b: datasets.decode_and_center_crop(b, CROP, None, stored_size=min(STORED)))
     np.testing.assert_allclose(serve(encoded).numpy(), center(val[0]), atol=1e-6)
 
 
@@ -208,7 +210,9 @@ def test_pca_noise_and_mean_are_one_rgb_offset_per_image(data):
         np.testing.assert_allclose(image, center(train[label]) - np.float32(RGB_MEAN), atol=1e-6)
 
 
-def test_small_stored_images_are_resized_up(tmp_path):
+def test_small_stored_images_are_views_of_the_papers_rescaled_square(tmp_path):
+    """Images smaller than the crop's reference square (no stored size known) are
+    sampled as if rescaled to it: the same centre view the slow way gives."""
     rng = np.random.default_rng(1)
     train = write_shards(str(tmp_path), "train", [range(4)], (40, 50), rng)
     info = data_info.read_data_info(str(tmp_path), num_classes=4)
@@ -216,12 +220,38 @@ def test_small_stored_images_are_resized_up(tmp_path):
         str(tmp_path), "train", 4, training=False, image_size=CROP, info=info, mean_subtract=False
     )
     images, labels = collect(ds)
+    reference = geometry.reference_size(CROP)
     for image, label in zip(images[0], labels[0]):
-        whole = augment.resize_to_at_least(train[label], CROP).numpy()
-        assert whole.shape == (67, 84, 3)
-        np.testing.assert_allclose(image, whole[:, 8:75] / np.float32(255.0), atol=1e-6)
+        offset = geometry.centre_offset(reference, CROP)
+        assert_close(np.round(image * 255.0), slow_view(train[label], CROP, reference, *offset))
     train_ds = datasets.make_dataset(str(tmp_path), "train", 2, training=True, image_size=CROP, info=info)
     assert next(iter(train_ds))[0].shape == (2, CROP, CROP, 3)
+
+
+def test_original_size_images_get_the_papers_geometry_in_every_mode(tmp_path):
+    """TensorFlow's own shards keep each image at its original size (no metadata.json):
+    training crops, centre crops and the 10 views are all views of the image rescaled to
+    the reference square, equal to decode-rescale-crop of the whole image."""
+    rng = np.random.default_rng(4)
+    val = write_shards(str(tmp_path), "validation", [range(3)], (120, 90), rng)
+    info = data_info.read_data_info(str(tmp_path), num_classes=3)
+    reference = geometry.reference_size(CROP)
+    centre = geometry.centre_offset(reference, CROP)
+    make = functools.partial(datasets.make_dataset, str(tmp_path), "validation", 3, image_size=CROP, info=info,
+                             mean_subtract=False)
+    images, labels = collect(make(training=False))
+    for image, label in zip(images[0], labels[0]):
+        assert_close(np.round(image * 255.0), slow_view(val[label], CROP, reference, *centre))
+    views, labels = collect(make(training=False, ten_crop=True))
+    for image, label in zip(views[0], labels[0]):
+        assert_close(np.round(image * 255.0), slow_ten_views(val[label], CROP, reference))
+    # Random crops (no flips, no colour noise): each is the slow way's view at some offset.
+    crops, labels = collect(make(training=True, flip=False, pca_noise=False, seed=5, repeat=1))
+    span = range(reference - CROP + 1)
+    for image, label in zip(crops[0], labels[0]):
+        pixels = np.round(image * 255.0)
+        errors = [np.abs(pixels - slow_view(val[label], CROP, reference, y, x)).max() for y in span for x in span]
+        assert min(errors) <= 1.0, min(errors)
 
 
 def test_tensorflow_imagenet_shards_with_label_offset(tmp_path):
@@ -234,7 +264,9 @@ def test_tensorflow_imagenet_shards_with_label_offset(tmp_path):
     assert sorted(labels[0]) == list(range(6))
     # Stored label k + 1 becomes k; without metadata the published ImageNet mean is subtracted.
     for image, label in zip(images[0], labels[0]):
-        np.testing.assert_allclose(image, center(val[label]) - np.float32(schema.IMAGENET_RGB_MEAN), atol=1e-6)
+        reference = geometry.reference_size(CROP)
+        expected = slow_view(val[label], CROP, reference, *geometry.centre_offset(reference, CROP))
+        assert_close(np.round((image + np.float32(schema.IMAGENET_RGB_MEAN)) * 255.0), expected)
     # Forgetting the offset puts label 6 outside 6 classes: an error naming the record.
     wrong = data_info.read_data_info(str(tmp_path), num_classes=6)
     message = r"Label 6 \(stored 6 minus label_offset 0\) is outside \[0, 6\).*validation-00000-of-00001"

@@ -1,8 +1,6 @@
 """The paper's crop geometry (trainer/geometry.py) against the slow way.
 
-The slow way is what section 2 of the paper describes: decode the whole image,
-rescale it so its shorter side is the reference size (bilinear, as
-`tf.image.resize` does), cut out the central square, then take the view. The
+The slow way (tests/helpers/geometry_reference.py) rescales the whole image; the
 fast way decodes only a window and samples it; the two must agree to within one
 level of rounding on every pixel, for images larger and smaller than the square,
 landscape and portrait, and for random, centre and 10-view offsets.
@@ -14,6 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from tests.helpers.geometry_reference import assert_close, slow_view
 from trainer import geometry
 
 
@@ -29,23 +28,6 @@ def _jpeg(height, width, seed):
     return buf.getvalue()
 
 
-def _slow_view(encoded, crop, reference, y, x):
-    full = tf.io.decode_jpeg(encoded, channels=3)
-    new_h, new_w = geometry.rescaled_shape(tf.shape(full)[0], tf.shape(full)[1], reference)
-    rescaled = tf.image.resize(tf.cast(full, tf.float32), [new_h, new_w], method="bilinear")
-    top, left = (new_h - reference) // 2, (new_w - reference) // 2
-    view = rescaled[top + y : top + y + crop, left + x : left + x + crop]
-    return tf.cast(tf.clip_by_value(tf.round(view), 0.0, 255.0), tf.uint8).numpy()
-
-
-def _assert_close(fast, slow):
-    diff = np.abs(fast.astype(int) - slow.astype(int))
-    assert fast.shape == slow.shape
-    # Float rounding of the two interpolations may split a .5 the other way.
-    assert diff.max() <= 1, diff.max()
-    assert (diff > 0).mean() < 5e-3, (diff > 0).mean()
-
-
 # (height, width, crop): TensorFlow's ImageNet shards keep originals (often
 # 500x375 or 333x500); Tiny ImageNet is 64x64, smaller than any crop's square.
 SHAPES = [(375, 500, 227), (500, 333, 227), (257, 380, 99), (64, 64, 127), (64, 64, 67), (300, 300, 227)]
@@ -59,7 +41,7 @@ def test_ten_views_equal_decode_rescale_crop(height, width, crop):
     views = geometry.decode_views(tf.constant(encoded), crop, reference, offsets).numpy()
     assert views.shape == (5, crop, crop, 3)
     for view, (y, x) in zip(views, offsets):
-        _assert_close(view, _slow_view(encoded, crop, reference, y, x))
+        assert_close(view, slow_view(encoded, crop, reference, y, x))
 
 
 @pytest.mark.parametrize("height,width,crop", SHAPES)
@@ -70,14 +52,14 @@ def test_random_views_equal_decode_rescale_crop(height, width, crop):
         y, x = (int(v) for v in geometry.random_offset(reference, crop, tf.constant([7, i], tf.int64)))
         assert 0 <= y <= reference - crop and 0 <= x <= reference - crop
         (view,) = geometry.decode_views(tf.constant(encoded), crop, reference, [(y, x)]).numpy()
-        _assert_close(view, _slow_view(encoded, crop, reference, y, x))
+        assert_close(view, slow_view(encoded, crop, reference, y, x))
 
 
 def test_a_view_shifted_by_one_pixel_is_far_from_the_right_one():
     """The closeness above means something: a one-pixel error in the geometry fails it."""
     encoded = _jpeg(375, 500, seed=1)
     (view,) = geometry.decode_views(tf.constant(encoded), 227, 256, [(10, 10)]).numpy()
-    shifted = _slow_view(encoded, 227, 256, 10, 11)
+    shifted = slow_view(encoded, 227, 256, 10, 11)
     assert np.abs(view.astype(int) - shifted.astype(int)).max() > 20
 
 
