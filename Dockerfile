@@ -4,7 +4,7 @@
 #   docker run --gpus all alexnet-trainer --data_dir gs://BUCKET/imagenet/tfrecords ...
 #
 # cloudbuild.yaml builds and pushes it to Artifact Registry; Vertex AI runs it
-# with the flags of the job spec (trainer.vertex) and sets AIP_MODEL_DIR etc.
+# with the flags of the job spec (python -m cloud.vertex) and sets AIP_MODEL_DIR etc.
 #
 # The base is TensorFlow's own GPU image (CUDA, cuDNN, Python 3.11, tensorflow
 # 2.21.0 already installed), so pip finds the tensorflow requirement satisfied.
@@ -16,11 +16,13 @@ ARG BASE_IMAGE=tensorflow/tensorflow:2.21.0-gpu
 FROM ${BASE_IMAGE} AS wheel
 WORKDIR /src
 COPY setup.py ./
+COPY cli ./cli
 COPY preprocessing ./preprocessing
 COPY model ./model
 COPY trainer ./trainer
 COPY experiments ./experiments
 COPY benchmarks ./benchmarks
+COPY cloud ./cloud
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # Stage 2: the runtime. The wheel is installed non-editable with its declared

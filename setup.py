@@ -24,7 +24,7 @@ REQUIRED = [
 EXTRAS = {
     # python -m benchmarks: the same network in plain PyTorch, side by side (CPU build).
     "bench": ["torch>=2.9,<2.15"],
-    # trainer.vertex: the Vertex AI SDK, and YAML job files.
+    # cloud.vertex: the Vertex AI SDK, and YAML job files.
     "cloud": ["google-cloud-aiplatform>=1.70,<3", "pyyaml>=6,<7"],
     "dev": [
         "pytest>=8,<10",
@@ -42,7 +42,7 @@ setuptools.setup(
     description="AlexNet (Krizhevsky, Sutskever, Hinton 2012) reproduced on TensorFlow 2 / Keras 3: "
     "Beam preprocessing, tf.data augmentation, distributed training, Vertex AI.",
     python_requires=">=3.10,<3.14",
-    packages=setuptools.find_packages(include=["cli*", "preprocessing*", "model*", "trainer*", "experiments*", "benchmarks*"]),
+    packages=setuptools.find_packages(include=["cli*", "preprocessing*", "model*", "trainer*", "experiments*", "benchmarks*", "cloud*"]),
     install_requires=REQUIRED,
     extras_require=EXTRAS,
 )

@@ -16,9 +16,9 @@ import zipfile
 from pathlib import Path
 
 from tests.helpers.trainer_data import write_dataset
-from trainer import vertex
+from cloud import job_spec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _free_ports(n):
@@ -43,7 +43,7 @@ def test_trainer_writes_where_vertex_expects(tmp_path):
     write_dataset(data, num_classes=3, train_per_class=8, val_per_class=3, size=72)
     base = tmp_path / "base"  # stands for gs://bucket/runs/TAG, the job's baseOutputDirectory
 
-    spec = vertex.build_job_spec(
+    spec = job_spec.build_job_spec(
         display_name="vertex-env-test",
         image_uri="alexnet-trainer:test",
         base_output_dir="gs://test-bucket/runs/t",
@@ -97,7 +97,7 @@ def test_trainer_writes_where_vertex_expects(tmp_path):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for code, out, err in outputs:
+    for code, out, _ in outputs:
         # Both replicas' ends: when one dies, the other's error only says it stopped sending heartbeats.
         assert code == 0, "\n---\n".join(e[-2500:] for _, _, e in outputs)
         assert "trained 1 epochs (3 steps)" in out.strip().splitlines()[-1], out[-2000:]

@@ -8,20 +8,13 @@ This is the slowest test of the suite by design (about 2-3 minutes).
 """
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import venv
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _packages():
-    text = (REPO / "setup.py").read_text()
-    include = re.search(r"find_packages\(include=\[([^\]]*)\]", text).group(1)
-    return sorted(p.strip().strip("\"'").rstrip("*") for p in include.split(","))
+from tests.helpers.cloud_jobs import REPO, no_credentials_env, setup_packages
 
 
 def _clean_env(tmp_path):
@@ -43,7 +36,8 @@ def _install_and_run(clean, wheel, env, tmp_path):
     away = tmp_path / "elsewhere"  # not the repository: imports must come from the venv
     away.mkdir()
     where = subprocess.run(
-        [python, "-c", "import json, model, preprocessing, trainer; print(json.dumps([m.__file__ for m in (model, preprocessing, trainer)]))"],
+        [python, "-c", "import json, cli, cloud, model, preprocessing, trainer; "
+                 "print(json.dumps([m.__file__ for m in (cli, cloud, model, preprocessing, trainer)]))"],
         env=env, cwd=away, capture_output=True, text=True, timeout=300,
     )
     assert where.returncode == 0, where.stderr[-2000:]
@@ -54,9 +48,10 @@ def _install_and_run(clean, wheel, env, tmp_path):
     commands = {
         "trainer.task": "--data_dir",
         "preprocessing.build_tfrecords": "--output_dir",
-        "trainer.vertex": "--dry_run",
+        "cloud.vertex": "--dry_run",
     }
-    procs = {m: subprocess.Popen([python, "-m", m, "--help"], env=env, cwd=away, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = {m: subprocess.Popen([python, "-m", m, "--help"], env=env, cwd=away,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for m in commands}
     for module, flag in commands.items():
         out, err = procs[module].communicate(timeout=300)
@@ -67,35 +62,34 @@ def _install_and_run(clean, wheel, env, tmp_path):
     # credentials is one line and exit 2. (The Vertex AI SDK is there without the
     # `cloud` extra: apache-beam[gcp] depends on google-cloud-aiplatform.)
     dry = subprocess.run(
-        [python, "-m", "trainer.vertex", "--image_uri", "img:1", "--base_output_dir", "gs://b/r", "--dry_run"],
+        [python, "-m", "cloud.vertex", "--image_uri", "img:1", "--base_output_dir", "gs://b/r", "--dry_run"],
         env=env, cwd=away, capture_output=True, text=True, timeout=120,
     )
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] == "img:1"
-    no_credentials = {k: v for k, v in env.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_", "GCE_"))}
-    no_credentials.update(HOME=str(away), CLOUDSDK_CONFIG=str(away / "gcloud"), NO_GCE_CHECK="true",
-                          GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9")
+    no_credentials = no_credentials_env(away, base_env=env)
     submit = subprocess.run(
-        [python, "-m", "trainer.vertex", "--image_uri", "img:1", "--base_output_dir", "gs://b/r", "--project", "p"],
+        [python, "-m", "cloud.vertex", "--image_uri", "img:1", "--base_output_dir", "gs://b/r", "--project", "p"],
         env=no_credentials, cwd=away, capture_output=True, text=True, timeout=120,
     )
     assert submit.returncode == 2, submit.stderr
     lines = submit.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("trainer.vertex: error: no Google Cloud credentials"), submit.stderr
+    assert len(lines) == 1 and lines[0].startswith("cloud.vertex: error: no Google Cloud credentials"), submit.stderr
 
 
 def test_wheel_installs_in_a_clean_venv_and_entry_points_run(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy2(REPO / "setup.py", src / "setup.py")
-    for package in _packages():
+    for package in setup_packages():
         shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     env = _clean_env(tmp_path)
 
     dist = tmp_path / "dist"
     # --no-build-isolation: build with the setuptools already installed instead of fetching one.
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dist), str(src)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(dist), str(src)],
         check=True, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     wheels = sorted(dist.glob("*.whl"))
@@ -115,13 +109,14 @@ def test_setup_file_builds_the_package_dataflow_workers_install(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy2(REPO / "setup.py", src / "setup.py")
-    for package in _packages():
+    for package in setup_packages():
         shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path / "staged"
     out.mkdir()
     # The exact call Beam makes when a pipeline is submitted with --setup_file (in a
     # subprocess, because it changes the working directory).
-    script = "import sys; from apache_beam.runners.portability.stager import Stager; print(Stager._build_setup_package(sys.argv[1], sys.argv[2]))"
+    script = ("import sys; from apache_beam.runners.portability.stager import Stager; "
+              "print(Stager._build_setup_package(sys.argv[1], sys.argv[2]))")
     proc = subprocess.run([sys.executable, "-c", script, str(src / "setup.py"), str(out)], env=_clean_env(tmp_path),
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -131,6 +126,6 @@ def test_setup_file_builds_the_package_dataflow_workers_install(tmp_path):
     with tarfile.open(tarball) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     assert "setup.py" in names
-    for package in _packages():
+    for package in setup_packages():
         assert "%s/__init__.py" % package in names, (package, sorted(names)[:20])
     assert not any(n.startswith("tests/") for n in names)
