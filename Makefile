@@ -1,13 +1,13 @@
 # Two commands cover a fresh machine with Python 3.11:
 #   make demo   builds the demo data set and trains AlexNet on it
-#   make test   runs the whole test suite
+#   make test   runs the linter (make lint: ruff check .), then the whole test suite
 # Each creates ./.venv and installs the package into it first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test lint bench install clean
 
 install: $(STAMP)
 
@@ -20,7 +20,10 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(BIN)/python -m trainer.task --demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)

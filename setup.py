@@ -42,7 +42,9 @@ setuptools.setup(
     description="AlexNet (Krizhevsky, Sutskever, Hinton 2012) reproduced on TensorFlow 2 / Keras 3: "
     "Beam preprocessing, tf.data augmentation, distributed training, Vertex AI.",
     python_requires=">=3.10,<3.14",
-    packages=setuptools.find_packages(include=["cli*", "preprocessing*", "model*", "trainer*", "experiments*", "benchmarks*", "cloud*"]),
+    packages=setuptools.find_packages(
+        include=["cli*", "preprocessing*", "model*", "trainer*", "experiments*", "benchmarks*", "cloud*"]
+    ),
     install_requires=REQUIRED,
     extras_require=EXTRAS,
 )

@@ -271,7 +271,7 @@ def test_options_change_the_network():
 def test_weight_decay_is_coupled_l2_on_kernels_only():
     model = build_alexnet(num_classes=3, image_size=67, weight_decay=5e-4)
     model(np.zeros((1, 67, 67, 3), np.float32))
-    expected = sum(0.5 * 5e-4 * np.sum(np.asarray(l.kernel) ** 2) for l in model.layers if hasattr(l, "kernel"))
+    expected = sum(0.5 * 5e-4 * np.sum(np.asarray(layer.kernel) ** 2) for layer in model.layers if hasattr(layer, "kernel"))
     np.testing.assert_allclose(float(sum(model.losses)), expected, rtol=1e-4)
     assert len(model.losses) == 8  # 5 conv + 3 fc kernels, no biases
     assert not build_alexnet(num_classes=3, image_size=67, weight_decay=0.0).losses
@@ -325,7 +325,7 @@ def test_keras_save_and_load_in_safe_mode(tmp_path):
 def test_model_config_round_trip():
     model = build_alexnet(num_classes=4, image_size=67)
     clone = keras.Model.from_config(model.get_config())
-    assert [l.name for l in clone.layers] == [l.name for l in model.layers]
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
     assert clone.count_params() == model.count_params()
     assert clone.get_layer("lrn2").get_config() == model.get_layer("lrn2").get_config()
 
