@@ -1,6 +1,7 @@
 # Two commands cover a fresh machine with Python 3.11:
 #   make demo   builds the demo data set and trains AlexNet on it
-#   make test   runs the linter (make lint: ruff check .), then the whole test suite
+#   make test   runs the linter, then the whole test suite
+#   make lint   runs the linter only (ruff, configured in ruff.toml)
 # Each creates ./.venv and installs the package into it first.
 PYTHON ?= python3
 VENV := .venv
@@ -20,11 +21,12 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(BIN)/python -m trainer.task --demo
 
-lint: $(STAMP)
-	$(BIN)/ruff check .
-
+# The linter first: a style error fails in seconds, before the long suite starts.
 test: lint
 	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

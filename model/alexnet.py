@@ -28,16 +28,19 @@ class TowerConv2D(layers.Conv2D):
 
     Same weights and result as `Conv2D(groups=...)` (kernel shape
     (kh, kw, in_channels / groups, filters), output channels of tower g are
-    filters[g * filters / groups:(g + 1) * filters / groups]). On CPU, TensorFlow's
-    grouped convolution runs about 2x slower than the towers as plain convolutions
-    (see BENCHMARKS.md), and the paper's two GPUs computed it the same way: each
-    tower a convolution over its own half of the channels, concatenated.
+    filters[g * filters / groups:(g + 1) * filters / groups]), in either
+    `data_format`. The towers are plain convolutions because TensorFlow's grouped
+    convolution is slower on CPU (docs/decisions/model-towers.md), and the paper's
+    two GPUs computed it the same way: each tower a convolution over its own share
+    of the channels, concatenated.
     """
 
     def convolution_op(self, inputs, kernel):
         if self.groups == 1:
             return super().convolution_op(inputs, kernel)
-        tower_inputs = ops.split(inputs, self.groups, axis=-1)
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        tower_inputs = ops.split(inputs, self.groups, axis=channel_axis)
+        # The kernel is (kh, kw, in / groups, filters) in both data formats.
         tower_kernels = ops.split(kernel, self.groups, axis=-1)
         outputs = [
             ops.conv(
@@ -50,7 +53,7 @@ class TowerConv2D(layers.Conv2D):
             )
             for x, k in zip(tower_inputs, tower_kernels)
         ]
-        return ops.concatenate(outputs, axis=-1)
+        return ops.concatenate(outputs, axis=channel_axis)
 
 
 @tf.custom_gradient
@@ -58,9 +61,9 @@ def _matmul(x, w):
     """x @ w, with the input gradient computed as (w @ dy^T)^T instead of dy @ w^T.
 
     Same values. With a small batch, oneDNN runs dy @ w^T (TensorFlow's MatMul
-    gradient) about 3x slower than w @ dy^T on this kind of CPU (fc6 at batch
-    32: 71 ms against 22 ms; about equal at batch 128). On GPUs it costs one
-    small transpose more (not measured here).
+    gradient) several times slower than w @ dy^T on the CPUs this project was
+    measured on, and about as fast at batch 128 (docs/decisions/model-dense-gradient.md).
+    On GPUs it costs one small transpose more (not measured here).
     """
 
     def grad(dy):
@@ -136,8 +139,8 @@ def build_alexnet(
         v <- 0.9 v - weight_decay * lr * w - lr * grad. Biases are not decayed.
       init: 'paper': weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6,
         fc7 and 0 elsewhere. 'he': He-normal weights and zero biases, which
-        trains from scratch in minutes where the paper's init can stall at
-        chance on small data sets (see README).
+        trains from scratch on small data sets, where the paper's init can
+        sit at chance for several epochs.
       name: model name.
 
     Returns:

@@ -13,12 +13,14 @@ The paper's alpha=1e-4 corresponds to Caffe's alpha=5e-4 with local_size 5 and k
 
 How it is computed: the windowed sum of squares is one matrix product with a
 banded (channels x channels) 0/1 matrix, and the backward pass is written out
-(`_lrn`). On this project's 2-core CPU that forward + backward takes about half
-the time of `tf.nn.local_response_normalization` and its LRNGrad kernel
-(batch 32: 140 -> 62 ms after conv1, 89 -> 51 ms after conv2; see BENCHMARKS.md),
-because the band product runs in the GEMM kernels and the rest is a handful of
-element-wise passes. The values are the same formula (tested against a numpy
-reference, forward and backward, and against TensorFlow's kernel).
+(`_lrn`), so both passes run in the GEMM kernels plus a handful of element-wise
+passes instead of TensorFlow's LRN and LRNGrad kernels, which were slower on the
+CPUs this project was measured on (docs/decisions/model-lrn.md). The values are
+the same formula (tested against a numpy reference, forward and backward, and
+against TensorFlow's kernel).
+
+The arithmetic runs in float32 or the input's dtype, whichever is wider: float16
+squares overflow past 256, and float64 inputs keep float64 precision.
 """
 import keras
 import numpy as np
@@ -36,8 +38,8 @@ def window_matrix(channels, depth_radius):
 
 
 def _negative_power(d, beta):
-    """d ** -beta, with the paper's beta=0.75 as rsqrt(d) * sqrt(rsqrt(d)): about
-    twice as fast as `tf.pow` on CPU, where it is a third of the layer's time."""
+    """d ** -beta, with the paper's beta=0.75 as rsqrt(d) * sqrt(rsqrt(d)), which
+    CPUs compute faster than `tf.pow` (docs/decisions/model-lrn.md)."""
     if beta == 0.75:
         r = tf.math.rsqrt(d)
         return r * tf.sqrt(r)
@@ -48,17 +50,28 @@ def _negative_power(d, beta):
     return tf.pow(d, -beta)
 
 
+def _compute_dtype(dtype):
+    """float32, or `dtype` when it is a wider float (float64)."""
+    dtype = tf.as_dtype(dtype)
+    if dtype.is_floating and dtype.size > 4:
+        return dtype
+    return tf.float32
+
+
 def _lrn(x, window, bias, alpha, beta):
-    """The paper's LRN of float32 channels-last `x`, with its gradient written out.
+    """The paper's LRN of channels-last `x` in x's dtype, with its gradient written out.
 
     With d_i = k + alpha * sum_{j in W(i)} x_j^2 and y_i = x_i * d_i^-beta,
         dL/dx_i = dy_i * d_i^-beta - 2 alpha beta x_i * sum_{j in W(i)} dy_j y_j / d_j
     (the windows are symmetric, so the same band matrix sums both).
     """
     channels = window.shape[0]
-    # Constants scaled once here, not as element-wise passes over the activations.
-    forward_band = tf.constant(window * alpha)
-    backward_band = tf.constant(window * (2.0 * alpha * beta))
+    # Constants scaled once here (in float64, then cast to x's dtype), not as
+    # element-wise passes over the activations.
+    window = window.astype(np.float64)
+    forward_band = tf.constant(window * alpha, dtype=x.dtype)
+    backward_band = tf.constant(window * (2.0 * alpha * beta), dtype=x.dtype)
+    bias = tf.constant(bias, dtype=x.dtype)
 
     def window_sum(v, band):
         return tf.reshape(tf.matmul(tf.reshape(v, [-1, channels]), band), tf.shape(v))
@@ -123,9 +136,9 @@ class LocalResponseNormalization(keras.layers.Layer):
         self._window = window_matrix(int(input_shape[-1]), self.depth_radius)
 
     def call(self, inputs):
-        # Squares of float16 activations overflow past 256; reduce in float32
-        # and cast back so mixed precision stays finite.
-        x = tf.cast(inputs, tf.float32)
+        # Squares of float16 activations overflow past 256: reduce in float32 (or
+        # float64 for float64 inputs) and cast back, so mixed precision stays finite.
+        x = tf.cast(inputs, _compute_dtype(inputs.dtype))
         y = _lrn(x, self._window, self.bias, self.alpha, self.beta)
         return tf.cast(y, self.compute_dtype)
 

@@ -1,27 +1,12 @@
-"""Facts about model.build_alexnet and model.LocalResponseNormalization."""
-import subprocess
-import sys
-
+"""Facts about model.build_alexnet, model.TowerConv2D and model.FullyConnected (model/alexnet.py)."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras.src import testing
 
 from model import FullyConnected, LocalResponseNormalization, TowerConv2D, build_alexnet, min_image_size
 from model import alexnet as alexnet_module
-from model import summary
-
-
-def lrn_reference(a, n=5, k=2.0, alpha=1e-4, beta=0.75):
-    """The paper's formula, channel by channel, in float64."""
-    a = np.asarray(a, np.float64)
-    channels = a.shape[-1]
-    out = np.empty_like(a)
-    for i in range(channels):
-        lo, hi = max(0, i - n // 2), min(channels - 1, i + n // 2)
-        s = np.sum(a[..., lo : hi + 1] ** 2, axis=-1)
-        out[..., i] = a[..., i] / (k + alpha * s) ** beta
-    return out
 
 
 def test_parameter_counts_match_the_paper():
@@ -40,142 +25,6 @@ def test_layer_names_and_shapes():
     assert shapes["fc8"] == (1000,)
     for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "lrn1", "lrn2", "pool1", "pool2", "pool5", "fc6", "fc7", "fc8"):
         assert name in shapes
-
-
-@pytest.mark.parametrize(
-    "shape",
-    [(2, 4, 4, 1), (1, 3, 5, 3), (2, 2, 2, 4), (1, 6, 6, 5), (2, 3, 3, 7), (1, 5, 5, 96)],
-)
-def test_lrn_matches_numpy_reference(shape):
-    rng = np.random.default_rng(sum(shape))
-    # Magnitudes like post-ReLU activations, large enough that the denominator matters.
-    a = rng.uniform(0.0, 60.0, size=shape).astype(np.float32)
-    got = LocalResponseNormalization()(a)
-    np.testing.assert_allclose(np.asarray(got), lrn_reference(a), rtol=2e-5, atol=1e-6)
-
-
-def test_lrn_non_default_window_and_constants():
-    a = np.random.default_rng(0).normal(0, 30, size=(2, 3, 3, 9)).astype(np.float32)
-    layer = LocalResponseNormalization(depth_radius=3, bias=1.0, alpha=2e-4, beta=0.5)
-    np.testing.assert_allclose(
-        np.asarray(layer(a)), lrn_reference(a, n=7, k=1.0, alpha=2e-4, beta=0.5), rtol=2e-5, atol=1e-6
-    )
-
-
-def lrn_reference_gradient(a, dy, n=5, k=2.0, alpha=1e-4, beta=0.75, eps=1e-3):
-    """d(sum(dy * lrn(a)))/da by central differences of `lrn_reference`, in float64."""
-    a = np.asarray(a, np.float64)
-    grad = np.empty_like(a)
-    for index in np.ndindex(a.shape):
-        hi, lo = a.copy(), a.copy()
-        hi[index] += eps
-        lo[index] -= eps
-        f = lambda v: np.sum(dy * lrn_reference(v, n, k, alpha, beta))  # noqa: E731
-        grad[index] = (f(hi) - f(lo)) / (2 * eps)
-    return grad
-
-
-@pytest.mark.parametrize(
-    "depth_radius,bias,alpha,beta",
-    # The paper's constants (the rsqrt path), beta 0.5 and 1 (their own paths), the general pow;
-    # alpha large enough that the window term carries real weight in the gradient.
-    [(2, 2.0, 1e-4, 0.75), (2, 2.0, 1e-2, 0.75), (1, 1.0, 1e-2, 0.5), (3, 1.5, 5e-3, 1.0), (2, 1.0, 2e-2, 0.6)],
-)
-def test_lrn_gradient_matches_finite_differences_of_the_reference(depth_radius, bias, alpha, beta):
-    rng = np.random.default_rng(7)
-    a = rng.uniform(0.0, 6.0, size=(1, 2, 2, 9)).astype(np.float32)
-    dy = rng.normal(size=a.shape)
-    layer = LocalResponseNormalization(depth_radius=depth_radius, bias=bias, alpha=alpha, beta=beta)
-    x = tf.constant(a)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = tf.reduce_sum(tf.constant(dy, tf.float32) * layer(x))
-    got = tape.gradient(loss, x).numpy()
-    want = lrn_reference_gradient(a, dy, 2 * depth_radius + 1, bias, alpha, beta)
-    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
-
-
-@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
-def test_lrn_forward_and_gradient_equal_tensorflows_kernel(mode):
-    """Same values as tf.nn.local_response_normalization and its LRNGrad kernel, at conv1's width."""
-    rng = np.random.default_rng(3)
-    x = tf.constant(rng.uniform(0.0, 80.0, size=(2, 5, 5, 96)).astype(np.float32))
-    dy = tf.constant(rng.normal(size=(2, 5, 5, 96)).astype(np.float32))
-    layer = LocalResponseNormalization()
-
-    def forward_backward(fn):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = fn(x)
-            loss = tf.reduce_sum(dy * y)
-        return y, tape.gradient(loss, x)
-
-    def ours():
-        return forward_backward(layer)
-
-    def kernel():
-        return forward_backward(lambda v: tf.nn.local_response_normalization(v, 2, 2.0, 1e-4, 0.75))
-
-    if mode != "eager":
-        ours = tf.function(ours, jit_compile=mode == "xla")
-    (y, g), (y_ref, g_ref) = ours(), kernel()
-    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=2e-5, atol=1e-6)
-    np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-4, atol=1e-6)
-    # The window term matters here: dropping it changes the gradient by more than the tolerance.
-    assert np.max(np.abs(g.numpy() - dy.numpy() * y.numpy() / x.numpy())) > 1e-3
-
-
-def test_window_matrix_is_the_symmetric_band():
-    from model.lrn import window_matrix
-
-    w = window_matrix(6, 2)
-    assert w.dtype == np.float32 and w.shape == (6, 6)
-    np.testing.assert_array_equal(w, w.T)
-    np.testing.assert_array_equal(w[:, 0], [1, 1, 1, 0, 0, 0])
-    np.testing.assert_array_equal(w[:, 3], [0, 1, 1, 1, 1, 1])
-    np.testing.assert_array_equal(window_matrix(3, 0), np.eye(3, dtype=np.float32))
-
-
-def test_lrn_float16_large_inputs_stay_finite():
-    a = np.full((1, 2, 2, 8), 60000.0, np.float16)  # squares overflow float16 (max 65504)
-    layer = LocalResponseNormalization(dtype="float16")
-    out = np.asarray(layer(a))
-    assert out.dtype == np.float16
-    assert np.all(np.isfinite(out))
-    np.testing.assert_allclose(out.astype(np.float64), lrn_reference(a.astype(np.float32)), rtol=2e-3)
-
-
-def test_lrn_under_mixed_precision_policy():
-    layer = LocalResponseNormalization(dtype="mixed_float16")
-    out = layer(np.full((1, 2, 2, 6), 3000.0, np.float32))
-    assert out.dtype == "float16"
-    assert np.all(np.isfinite(np.asarray(out)))
-
-
-@pytest.mark.parametrize(
-    "kwargs,match",
-    [
-        (dict(depth_radius=-1), "depth_radius"),
-        (dict(depth_radius=2.5), "depth_radius"),
-        (dict(bias=0.0), "bias"),
-        (dict(alpha=-1.0), "alpha"),
-        (dict(beta="x"), "beta"),
-    ],
-)
-def test_lrn_rejects_invalid_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        LocalResponseNormalization(**kwargs)
-
-
-def test_lrn_rejects_non_4d_input():
-    with pytest.raises(ValueError, match="4-D"):
-        LocalResponseNormalization()(np.zeros((2, 3), np.float32))
-
-
-def test_lrn_config_round_trip():
-    layer = LocalResponseNormalization(depth_radius=3, bias=1.5, alpha=3e-4, beta=0.6, name="x")
-    clone = LocalResponseNormalization.from_config(layer.get_config())
-    assert (clone.depth_radius, clone.bias, clone.alpha, clone.beta, clone.name) == (3, 1.5, 3e-4, 0.6, "x")
 
 
 def test_two_tower_equals_block_diagonal_single_tower():
@@ -352,26 +201,63 @@ def test_few_sgd_steps_drive_the_loss_down():
     assert losses[-1] < 0.25 * losses[0], losses
 
 
-def test_summary_totals_equal_the_model():
-    for two_tower in (False, True):
-        model = build_alexnet(two_tower=two_tower)
-        t = summary.totals(summary.layer_table(model))
-        assert t["all"][0] == model.count_params()
-        assert t["conv"][0] + t["fc"][0] == model.count_params()
-    t = summary.totals(summary.layer_table(build_alexnet()))
-    assert t["conv"] == (3_747_200, 1_076_634_144)
-    assert t["fc"] == (58_631_144, 58_621_952)
+def test_tower_conv_channels_first_splits_and_joins_the_channel_axis():
+    # Width 9 is odd, so a split on the last axis cannot even run; height 10 and
+    # 8 channels make every axis but the channels' a wrong answer if it did.
+    x = np.random.default_rng(9).normal(size=(2, 8, 10, 9)).astype(np.float32)
+    towers = TowerConv2D(6, 3, padding="same", groups=2, data_format="channels_first")
+    grouped = keras.layers.Conv2D(6, 3, padding="same", groups=2, data_format="channels_first")
+    towers.build(x.shape)
+    grouped.build(x.shape)
+    grouped.set_weights([w + 0.1 for w in towers.get_weights()])  # biases not all zero
+    towers.set_weights(grouped.get_weights())
+    got = np.asarray(towers(x))
+    assert got.shape == (2, 6, 10, 9) == tuple(grouped(x).shape)
+    np.testing.assert_allclose(got, np.asarray(grouped(x)), rtol=1e-5, atol=1e-5)
+    # The same layer in channels-last order gives the same numbers, transposed.
+    last = TowerConv2D(6, 3, padding="same", groups=2)
+    last.build((2, 10, 9, 8))
+    last.set_weights(towers.get_weights())
+    np.testing.assert_allclose(
+        got, np.transpose(np.asarray(last(np.transpose(x, (0, 2, 3, 1)))), (0, 3, 1, 2)), rtol=1e-5, atol=1e-5
+    )
 
 
-def test_summary_command_prints_the_table():
-    proc = subprocess.run(
-        [sys.executable, "-m", "model.summary", "--two_tower"], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "60,965,224" in proc.stdout
-    assert "conv2" in proc.stdout and "27x27x256" in proc.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "model.summary", "--image_size", "50"], capture_output=True, text=True, timeout=300
-    )
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: build_alexnet expected image_size")
+class PublicLayersHarnessTest(testing.TestCase):
+    """Keras's own layer checks on the layers model/alexnet.py defines: build,
+    symbolic and eager calls, serialisation, a training step, mixed precision."""
+
+    def test_tower_conv_channels_last(self):
+        self.run_layer_test(
+            TowerConv2D,
+            init_kwargs={"filters": 6, "kernel_size": 3, "padding": "same", "groups": 2},
+            input_shape=(2, 5, 5, 4),
+            expected_output_shape=(2, 5, 5, 6),
+            expected_num_trainable_weights=2,
+            expected_num_non_trainable_weights=0,
+            expected_num_losses=0,
+        )
+
+    def test_tower_conv_channels_first(self):
+        self.run_layer_test(
+            TowerConv2D,
+            init_kwargs={
+                "filters": 6, "kernel_size": 3, "padding": "same", "groups": 2, "data_format": "channels_first",
+            },
+            input_shape=(2, 4, 5, 7),
+            expected_output_shape=(2, 6, 5, 7),
+            expected_num_trainable_weights=2,
+            expected_num_non_trainable_weights=0,
+            expected_num_losses=0,
+        )
+
+    def test_fully_connected(self):
+        self.run_layer_test(
+            FullyConnected,
+            init_kwargs={"units": 3, "activation": "relu"},
+            input_shape=(2, 4),
+            expected_output_shape=(2, 3),
+            expected_num_trainable_weights=2,
+            expected_num_non_trainable_weights=0,
+            expected_num_losses=0,
+        )
