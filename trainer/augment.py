@@ -128,7 +128,7 @@ def _decode_crop(encoded, image_size, window_fn, upscale):
     height, width = shape[0], shape[1]
     if not upscale:
         # The caller knows every image is at least the crop (metadata.json's
-        # image_size): skip the per-image branch (about 25 us of CPU per image).
+        # image_size): skip the per-image branch and its CPU cost.
         image = tf.image.decode_and_crop_jpeg(encoded, window_fn(height, width), channels=3)
         image.set_shape([image_size, image_size, 3])
         return image
