@@ -80,5 +80,5 @@ def substitute(text, values):
 def setup_packages():
     """The top-level packages setup.py's find_packages(include=[...]) names."""
     text = (REPO / "setup.py").read_text()
-    include = re.search(r"find_packages\(include=\[([^\]]*)\]", text).group(1)
+    include = re.search(r"find_packages\(\s*include=\[([^\]]*)\]", text).group(1)
     return sorted(p.strip().strip("\"'").rstrip("*") for p in include.split(","))

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from preprocessing import schema
-from tests.helpers.trainer_data import EIGENVALUES, EIGENVECTORS, RGB_MEAN, write_metadata
+from tests.helpers.trainer_data import EIGENVALUES, EIGENVECTORS, RGB_MEAN, STORED, write_metadata
 from trainer import data_info
 
 
@@ -14,7 +14,7 @@ def test_read_data_info_from_metadata(data):
     assert info.num_classes == 24 and info.label_offset == 0
     assert info.synsets[3] == "n00000003" and info.class_names[23] == "class 23"
     assert info.rgb_mean == RGB_MEAN and info.eigenvalues == EIGENVALUES and info.eigenvectors == EIGENVECTORS
-    assert info.counts == {"train": 24, "validation": 11} and info.image_size == 72
+    assert info.counts == {"train": 24, "validation": 11} and info.image_size == min(STORED)
     with pytest.raises(ValueError, match="says num_classes=24. Received: num_classes=1000"):
         data_info.read_data_info(directory, num_classes=1000)
     with pytest.raises(ValueError, match="says label_offset=0. Received: label_offset=1"):
