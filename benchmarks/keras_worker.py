@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import common, step_workers
-from cli import UsageError
+from cli import UsageError, non_negative_int
 from model import build_alexnet, min_image_size
 from trainer.optimizer import PaperSGD
 
@@ -211,7 +211,7 @@ def build_parser():
     parser = step_workers.worker_parser("python -m benchmarks.keras_worker", __doc__.split("\n")[0])
     parser.add_argument("--jit_compile", action="store_true", help="compile the step with XLA")
     parser.add_argument("--no_lrn", action="store_true", help="build_alexnet(lrn=False), to price the LRN layers")
-    parser.add_argument("--inter_op", type=step_workers.non_negative_int, default=0,
+    parser.add_argument("--inter_op", type=non_negative_int, default=0,
                         help="TensorFlow inter-op threads (0: default)")  # fmt: skip
     parser.add_argument("--conv_ops", action="store_true",
                         help="also time each convolution op of the step alone (keras_conv_op_times)")  # fmt: skip

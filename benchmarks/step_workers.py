@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from benchmarks import common
-from cli import EXIT_OK, EXIT_USAGE, Parser, UsageError, positive_int
+from cli import EXIT_OK, EXIT_USAGE, Parser, UsageError, non_negative_int, positive_int
 
 MATMUL_SIZE = 4096  # 137 GFLOP per product: long enough to time, large enough for full-speed GEMM kernels
 TORCH_MISSING = "PyTorch is not installed: pip install -e '.[bench]' to compare"
@@ -24,17 +24,6 @@ def int_list(text):
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("expected positive integers. Received: %r" % text)
     return values
-
-
-def non_negative_int(text):
-    """argparse type: an int >= 0."""
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError("expected an int >= 0. Received: %r" % text) from err
-    if value < 0:
-        raise argparse.ArgumentTypeError("expected an int >= 0. Received: %s" % text)
-    return value
 
 
 def worker_parser(prog, description):

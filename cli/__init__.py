@@ -8,7 +8,7 @@ the standard library, so the Beam job and the trainer can both use it without
 importing each other.
 """
 from cli.exit_codes import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED, EXIT_USAGE
-from cli.parser import Parser, UsageError, fraction, positive_float, positive_int
+from cli.parser import Parser, UsageError, fraction, non_negative_int, positive_float, positive_int
 
 __all__ = [
     "EXIT_DIVERGED",
@@ -19,6 +19,7 @@ __all__ = [
     "Parser",
     "UsageError",
     "fraction",
+    "non_negative_int",
     "positive_float",
     "positive_int",
 ]

@@ -25,6 +25,17 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    """argparse type: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError("expected an int >= 0. Received: %r" % text) from err
+    if value < 0:
+        raise argparse.ArgumentTypeError("expected an int >= 0. Received: %s" % text)
+    return value
+
+
 def positive_float(text):
     """argparse type: a number > 0."""
     try:
