@@ -42,6 +42,7 @@ RESUME_FREE_FIELDS = frozenset(
         "dump_weights",
         "export",
         "demo",
+        "recipe",  # only a name: the values it set are compared one by one
         "demo_train_per_class",
         "demo_val_per_class",
         "skip_corrupt",
@@ -108,6 +109,7 @@ class TrainConfig:
     # The end-of-training evaluation also averages the paper's 10 views (ten forward passes an image); --eval_only always does.
     ten_crop: bool = False
     export: bool = True  # write export/alexnet.keras and export/saved_model at the end
+    recipe: str = ""  # the trainer.recipes preset the defaults came from ('' = the paper's); recorded in config.json
     demo: bool = False  # build the synthetic 10-class set if needed and train the demo recipe
     demo_train_per_class: int = 0  # 0 = the demo builder's default; tests make it small
     demo_val_per_class: int = 0  # 0 = the demo builder's default

@@ -24,24 +24,13 @@ import sys
 import cli
 import model as model_lib
 from trainer import config as config_lib
+from trainer import recipes
 from trainer import run as run_lib
 from trainer import strategy as strategy_lib
 from trainer.step import TrainingDiverged
 
 DEMO_DATA_DIR = "demo_data"  # relative to the working directory; ignored by git
 DEMO_MODEL_DIR = os.path.join("runs", "demo")
-# The demo recipe: He initialisation, 127-pixel crops and batch 64, chosen so the
-# 10-class demo set trains within minutes on 2 cores (what it reached, and when it
-# was measured: docs/decisions/trainer-demo.md). Flags given explicitly win.
-DEMO_PRESET = {
-    "init": "he",
-    "image_size": 127,
-    "batch_size": 64,
-    "epochs": 15,  # 1,300 training images an epoch: about 20k images seen
-    "ten_crop": True,
-    "log_every_steps": 10,
-    "checkpoint_every_steps": 100,
-}
 
 
 def build_parser():
@@ -94,7 +83,11 @@ def build_parser():
     p.add_argument("--checkpoint", help="--eval_only: checkpoint prefix (default: the latest)")
     p.add_argument("--ten_crop", action="store_true", help="end-of-training evaluation also with 10 views")
     p.add_argument("--no_export", dest="export", action="store_false")
-    p.add_argument("--demo", action="store_true", help="build the demo data set if needed and train on it")
+    p.add_argument("--demo", action="store_true", help="build the demo data set if needed and train on it (the 'demo' recipe)")
+    p.add_argument(
+        "--recipe", choices=sorted(recipes.RECIPES),
+        help="a named set of defaults for a data set (trainer/recipes.py); flags given explicitly win",
+    )
     p.add_argument("--demo_train_per_class", type=int)
     p.add_argument("--demo_val_per_class", type=int)
     p.add_argument("--seed", type=int)
@@ -106,7 +99,7 @@ def build_parser():
 def parse_config(argv, environ):
     """Flags and environment -> (TrainConfig, TF_CONFIG dict or None).
 
-    Precedence: explicit flags, then the --demo preset, then the environment
+    Precedence: explicit flags, then the --recipe (or --demo) preset, then the environment
     (AIP_* directories), then the dataclass defaults.
 
     Args:
@@ -127,10 +120,14 @@ def parse_config(argv, environ):
         values["checkpoint_dir"] = environ["AIP_CHECKPOINT_DIR"]
     if environ.get("AIP_TENSORBOARD_LOG_DIR"):
         values["log_dir"] = environ["AIP_TENSORBOARD_LOG_DIR"]
+    if given.get("demo") and given.get("recipe", "demo") != "demo":
+        raise cli.UsageError("--demo trains the 'demo' recipe. Received it with --recipe %s." % given["recipe"])
     if given.get("demo"):
-        values.update(DEMO_PRESET)
+        values.update(recipes.DEMO)
         values.setdefault("model_dir", DEMO_MODEL_DIR)
         values["data_dir"] = DEMO_DATA_DIR
+    if given.get("recipe"):
+        values.update(recipes.RECIPES[given["recipe"]])
     values.update(given)
     batch = values.get("batch_size", config_lib.TrainConfig.batch_size)
     if "warmup_epochs" not in values and batch > config_lib.PAPER_BATCH_SIZE:
