@@ -68,16 +68,23 @@ def write_report(path, results):
       path.
     """
     c = results["config"]
+    rates = results["learning_rates"]
+    if "sweep" in results:
+        rate_text = "lr per activation from the sweep below (%s)" % ", ".join("%s %g" % (a, r) for a, r in sorted(rates.items()))
+    else:
+        rate_text = "lr %g for both" % c["learning_rate"]
     lines = [
         "# ReLU vs tanh (the paper's Figure 1)",
         "",
         "Data: %s; %d training and %d test examples, %d classes."
         % (results["data"], results["train_examples"], results["test_examples"], results["num_classes"]),
-        "Network: four-layer CNN (conv 5x5 x3 + fully-connected), init `%s`, SGD lr %g momentum %g, batch %d, "
+        "Network: four-layer CNN (conv 5x5 x3 + fully-connected), init `%s`, SGD %s, momentum %g, batch %d, "
         "no regularisation. For each seed both activations start from the same weights and see the same batches."
-        % (c["init"], c["learning_rate"], c["momentum"], c["batch_size"]),
+        % (c["init"], rate_text, c["momentum"], c["batch_size"]),
         "",
     ]
+    if "sweep" in results:
+        lines += sweep_table(results) + [""]
     lines += _runs_table(results) + [""] + _ratio_table(results) + ["", _verdict(results["ratio"], results["ratio_kind"])]
     lines += [
         "",
@@ -155,7 +162,7 @@ def _verdict(ratio, kind):
 def _epochs_table(runs):
     """The training error of every run, one row per epoch."""
     lines = [
-        "| epoch | " + " | ".join(run_name(r["activation"], r["seed"]) for r in runs) + " |",
+        "| epoch | " + " | ".join(r.get("name") or run_name(r["activation"], r["seed"]) for r in runs) + " |",
         "| --- | " + " | ".join("---" for _ in runs) + " |",
     ]
     for i in range(max(len(r["train_error"]) for r in runs)):
@@ -194,3 +201,28 @@ def ratio_text(ratio, kind):
     if kind == "upper bound":
         return "<= %.2f" % ratio
     return "n/a"
+
+
+def sweep_table(results):
+    """The report's lines for the sweep: one row per activation and rate, the chosen one marked."""
+    chosen = results["learning_rates"]
+    lines = [
+        "Learning-rate sweep (seed %d, each activation on its own; the chosen rate trains every seed):"
+        % results["sweep"][0]["seed"],
+        "",
+        "| activation | learning rate | epochs to target | final training error | epochs run | chosen |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in results["sweep"]:
+        lines.append(
+            "| %s | %g | %s | %s | %d | %s |"
+            % (
+                run["activation"],
+                run["learning_rate"],
+                fmt(run["epochs_to_target"]),
+                fmt(run["train_error"][-1] if run["train_error"] else None, "%.4f"),
+                len(run["train_error"]),
+                "yes" if chosen[run["activation"]] == run["learning_rate"] else "",
+            )
+        )
+    return lines

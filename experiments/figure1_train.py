@@ -55,7 +55,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.model.stop_training = True
 
 
-def train_one(activation, seed, config, data, deadline, logdir, dataset_name):
+def train_one(activation, seed, config, data, deadline, logdir, dataset_name, name=None):
     """Trains the Figure 1 network with one activation and seed.
 
     Args:
@@ -67,9 +67,10 @@ def train_one(activation, seed, config, data, deadline, logdir, dataset_name):
       logdir: the experiment's TensorBoard directory; the run goes to
         logdir/<activation>_seed<seed>.
       dataset_name: recorded as an hparam.
+      name: the run's name (default `run_name(activation, seed)`); the sweep adds the rate.
 
     Returns:
-      dict with "activation", "seed", per-epoch "train_error", "train_loss", "test_error" (or
+      dict with "name", "activation", "seed", "learning_rate", per-epoch "train_error", "train_loss", "test_error" (or
       None), "seconds" (cumulative), "epochs_to_target", "seconds_to_target",
       "stopped" (why training ended).
     """
@@ -83,7 +84,7 @@ def train_one(activation, seed, config, data, deadline, logdir, dataset_name):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    name = run_name(activation, seed)
+    name = name or run_name(activation, seed)
     writer = tblog.RunWriter(os.path.join(logdir, name), hparams(config, activation, seed, dataset_name, len(x_train)), name)
     recorder = EpochRecorder(name, writer, config, deadline)
     try:
@@ -102,8 +103,10 @@ def train_one(activation, seed, config, data, deadline, logdir, dataset_name):
     history = recorder.history
     reached = epochs_to_target(history["train_error"], config.target_error)
     return {
+        "name": name,
         "activation": activation,
         "seed": seed,
+        "learning_rate": config.learning_rate,
         **history,
         "epochs_to_target": reached,
         "seconds_to_target": history["seconds"][reached - 1] if reached else None,
@@ -111,9 +114,11 @@ def train_one(activation, seed, config, data, deadline, logdir, dataset_name):
     }
 
 
-def run_name(activation, seed):
-    """The TensorBoard run (and HParams trial) name of one run."""
-    return "%s_seed%d" % (activation, seed)
+def run_name(activation, seed, learning_rate=None):
+    """The TensorBoard run (and HParams trial) name of one run; sweep runs name their rate."""
+    if learning_rate is None:
+        return "%s_seed%d" % (activation, seed)
+    return "%s_seed%d_lr%g" % (activation, seed, learning_rate)
 
 
 def hparams(config, activation, seed, dataset_name, train_examples):

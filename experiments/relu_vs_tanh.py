@@ -2,12 +2,15 @@
 
     python -m experiments.relu_vs_tanh --cifar cifar-10-python.tar.gz --output_dir runs/figure1
     python -m experiments.relu_vs_tanh --data_dir demo_data --output_dir runs/figure1
+    python -m experiments.relu_vs_tanh --data_dir tiny-tfrecords --sweep_learning_rates 0.01,0.02,0.05
 
 Trains the four-layer network of `experiments.figure1_net` with ReLU and with
 tanh, for each of --repeats seeds from the same initial weights, with the same
 learning rate, batch order and budget, and reports how many epochs each takes
 to reach the target training error (25% in the paper, where ReLU got there six
-times sooner), per seed and as the median over seeds. Writes into --output_dir:
+times sooner), per seed and as the median over seeds. With --sweep_learning_rates
+each activation gets the fastest of several rates, as in the paper, instead of
+one shared rate. Writes into --output_dir:
 
     report.md      the tables, the ratios and the setting
     results.json   the same figures and the per-epoch curves
@@ -18,6 +21,7 @@ Data: --cifar (the python archive or its folder); else --data_dir (TFRecords of
 preprocessing.build_tfrecords, the demo set included, shrunk to 32x32); else
 Keras's CIFAR-10 download, where the machine can reach the internet.
 """
+import argparse
 import dataclasses
 import json
 import os
@@ -26,7 +30,7 @@ import sys
 import time
 
 from cli import EXIT_OK, EXIT_USAGE, Parser, fraction, positive_float, positive_int, UsageError
-from experiments import figure1_data, figure1_report, figure1_train, tblog
+from experiments import figure1_data, figure1_report, figure1_sweep, figure1_train, tblog
 from experiments.figure1_net import FIGURE1_INITS
 from experiments.figure1_report import FIGURE
 from model.alexnet import ACTIVATIONS
@@ -55,6 +59,7 @@ class Config:
     # which depends on them (docs/results/relu-vs-tanh.md).
     batch_size: int = 32  # 40 updates per epoch of the 1,300-image demo set (batch 128 gives only 10)
     learning_rate: float = 0.05  # plain SGD with momentum 0.9, the same for both activations
+    sweep_learning_rates: tuple = ()  # when set: each activation's rate is the fastest of these (figure1_sweep)
     momentum: float = 0.9
     init: str = "he"  # He-normal for both activations; see the note above for the other inits
     image_size: int = 32
@@ -83,6 +88,11 @@ def parse_args(argv):
     p.add_argument("--test_examples", type=positive_int, help="evaluate on the first N test examples")
     p.add_argument("--batch_size", type=positive_int, help="default %d" % d.batch_size)
     p.add_argument("--learning_rate", type=positive_float, default=d.learning_rate, help="default %(default)s")
+    p.add_argument(
+        "--sweep_learning_rates", type=_rates,
+        help="comma-separated rates, e.g. 0.01,0.02,0.05: each activation trains the first seed at every rate "
+        "and the rest at its fastest (the paper tuned each network's rate on its own); replaces --learning_rate",
+    )
     p.add_argument("--momentum", type=float, default=d.momentum, help="default %(default)s")
     p.add_argument("--init", choices=FIGURE1_INITS, default=d.init, help="weight initialisation (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="first seed (default %(default)s)")
@@ -104,6 +114,17 @@ def parse_args(argv):
     return Config(**values)
 
 
+def _rates(text):
+    """argparse type of --sweep_learning_rates: two or more distinct positive rates, in the order given."""
+    try:
+        rates = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        rates = ()
+    if len(rates) < 2 or len(set(rates)) < len(rates) or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("expected two or more distinct positive rates, e.g. 0.01,0.02,0.05. Received: %r" % text)
+    return rates
+
+
 def run_experiment(config):
     """Runs both activations and writes report, results, figure and logs.
 
@@ -121,24 +142,40 @@ def run_experiment(config):
     # A short name for titles and the HParams table: CIFAR-10, or the TFRecord folder's name.
     dataset_name = os.path.basename(os.path.normpath(config.data_dir)) if config.data_dir else "CIFAR-10"
     seeds = list(range(config.seed, config.seed + config.repeats))
+    rates = config.sweep_learning_rates
+    trials = [(a, seeds[0], r) for r in rates for a in ACTIVATIONS] if rates else []
     tblog.write_experiment_config(
         logdir,
-        [figure1_train.hparams(config, a, seed, dataset_name, train_examples) for seed in seeds for a in ACTIVATIONS],
+        [
+            figure1_train.hparams(_at(config, rate), a, seed, dataset_name, train_examples)
+            for a, seed, rate in trials or [(a, seed, None) for seed in seeds for a in ACTIVATIONS]
+        ],
         [("train_error", "training error"), ("test_error", "test error"), ("train_loss", "training loss")],
     )
-    runs = []
-    order = [(seed, a) for seed in seeds for a in ACTIVATIONS]
-    for i, (seed, activation) in enumerate(order):
+    jobs = len(trials) + len(ACTIVATIONS) * (len(seeds) - 1 if rates else len(seeds))
+    done = []
+
+    def train(activation, seed, rate):
         # Run i may use its share of the budget plus whatever earlier runs left;
         # tanh runs come second in each pair, so any slack goes to them.
-        deadline = start + budget * (i + 1) / len(order)
-        runs.append(figure1_train.train_one(activation, seed, config, data, deadline, logdir, dataset_name))
+        deadline = start + budget * (len(done) + 1) / jobs
+        name = figure1_train.run_name(activation, seed, rate)
+        done.append(figure1_train.train_one(activation, seed, _at(config, rate), data, deadline, logdir, dataset_name, name))
+        return done[-1]
+
+    sweep = [train(a, seed, r) for a, seed, r in trials]
+    chosen = figure1_sweep.best_rates(sweep) if rates else {a: config.learning_rate for a in ACTIVATIONS}
+    runs = [r for r in sweep if r["learning_rate"] == chosen[r["activation"]]]
+    for seed in seeds[1:] if rates else seeds:
+        runs += [train(a, seed, chosen[a] if rates else None) for a in ACTIVATIONS]
     results = {
         "data": description,
         "num_classes": data[4],
         "train_examples": int(train_examples),
         "test_examples": int(0 if data[2] is None else len(data[2])),
         "config": dataclasses.asdict(config),
+        "learning_rates": chosen,
+        **({"sweep": sweep} if rates else {}),
         "runs": runs,
         **compare(runs, seeds),
         "seconds": time.time() - start,
@@ -148,6 +185,11 @@ def run_experiment(config):
     figure1_report.plot_figure(os.path.join(config.output_dir, FIGURE), runs, seeds, dataset_name, config.target_error)
     figure1_report.write_report(os.path.join(config.output_dir, REPORT), results)
     return results
+
+
+def _at(config, rate):
+    """config with its learning rate set to `rate` (None: unchanged)."""
+    return config if rate is None else dataclasses.replace(config, learning_rate=rate)
 
 
 def compare(runs, seeds):
@@ -201,14 +243,17 @@ def main(argv=None):
     except UsageError as err:
         print("relu_vs_tanh: error: %s" % err, file=sys.stderr)
         return EXIT_USAGE
-    m = results["median"]
+    m, rates = results["median"], results["learning_rates"]
     print(
-        "relu_vs_tanh: median epochs to %.0f%% training error over %d seed(s): relu %s, tanh %s; ratio %s (%s); report %s"
+        "relu_vs_tanh: median epochs to %.0f%% training error over %d seed(s): relu %s (lr %g), tanh %s (lr %g); "
+        "ratio %s (%s); report %s"
         % (
             100 * config.target_error,
             config.repeats,
             figure1_report.epochs_cell(*m["relu"]),
+            rates["relu"],
             figure1_report.epochs_cell(*m["tanh"]),
+            rates["tanh"],
             figure1_report.ratio_text(results["ratio"], results["ratio_kind"]),
             results["ratio_kind"],
             os.path.join(config.output_dir, REPORT),
