@@ -33,7 +33,7 @@ from experiments.ablate_report import RUNS, TRAIN_FIGURE, VALIDATION_FIGURE
 from experiments.ablate_variants import VARIANT_NAMES, VARIANTS
 from experiments.curves import epochs_to_target
 from model.alexnet import INITS
-from trainer import summaries, task
+from trainer import recipes, summaries, task
 
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "ablate")
 REPORT = "report.md"
@@ -41,6 +41,9 @@ RESULTS = "results.json"
 # trainer.task exits with cli.EXIT_PREEMPTED after SIGTERM (it saved a checkpoint): someone
 # asked the experiment to stop, so the remaining variants are not started.
 
+
+# What --recipe takes from a trainer recipe when not given here (the schedule comes with --recipe itself).
+RECIPE_FIELDS = ("epochs", "batch_size", "image_size", "learning_rate", "init")
 
 # --tiny: a smoke run of seconds per variant; only flags the user did not set change.
 TINY = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "image_size": 67}
@@ -60,6 +63,8 @@ class Config:
     # He-normal starts learning in the first epochs (docs/results/ablate.md).
     init: str = "he"
     seed: int = 0  # one seed for every variant: same initial weights where shapes allow, same batches
+    repeats: int = 1  # seeds seed..seed+repeats-1 per variant; with 2 or more the report shows the spread
+    recipe: str = ""  # a trainer.recipes preset: its values replace the defaults above that were not given
     target_error: float = 0.5  # training top-1 error whose first epoch is reported
     trainer_flags: tuple = ()  # flags after `--`, passed to every trainer run
     discard_checkpoints: bool = False  # delete each run's checkpoints once its curves are read
@@ -103,7 +108,16 @@ def parse_args(argv):
     p.add_argument("--image_size", type=positive_int, help="crop side (default %d)" % d.image_size)
     p.add_argument("--learning_rate", type=float, default=d.learning_rate, help="default %(default)s")
     p.add_argument("--init", choices=INITS, default=d.init, help="default %(default)s")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="first seed (default %(default)s)")
+    p.add_argument(
+        "--repeats", type=positive_int,
+        help="seeds per variant (default %d); with 2 or more each effect is shown beside the seed-to-seed spread" % d.repeats,
+    )
+    p.add_argument(
+        "--recipe", choices=sorted(recipes.RECIPES),
+        help="train every variant with this trainer recipe (trainer/recipes.py): its epochs, batch, crop, rate, init "
+        "and schedule, unless given here",
+    )
     p.add_argument("--target_error", type=fraction, default=d.target_error, help="training top-1 error (default %(default)s)")
     p.add_argument(
         "--discard_checkpoints",
@@ -114,39 +128,54 @@ def parse_args(argv):
     p.add_argument("--overwrite", action="store_true", help="delete an existing --output_dir result first")
     args = p.parse_args(argv)
     values = {k: v for k, v in vars(args).items() if v is not None}
+    # argparse fills --learning_rate and --init with their defaults: only flags typed count as given.
+    typed = {a.split("=")[0][2:] for a in argv if a.startswith("--")}
     if args.tiny:
-        values = {**TINY, **values}
+        values.update({k: v for k, v in TINY.items() if k not in typed})
+    if args.recipe:
+        preset = recipes.RECIPES[args.recipe]
+        keep = typed | (set(TINY) if args.tiny else set())
+        values.update({k: preset[k] for k in RECIPE_FIELDS if k in preset and k not in keep})
     if "baseline" not in values["variants"]:
         p.error("--variants must include baseline (every variant is compared with it). Received: %s"
                 % ",".join(values["variants"]))  # fmt: skip
     return Config(trainer_flags=trainer_flags, **values)
 
 
-def trainer_argv(config, variant):
+def run_name(config, variant_name, seed):
+    """The folder under runs/ of one variant and seed: the variant's name for the first seed."""
+    return variant_name if seed == config.seed else "%s_seed%d" % (variant_name, seed)
+
+
+def trainer_argv(config, variant, seed=None):
     """The trainer.task flags of one variant run.
 
     Args:
       config: a Config.
       variant: a Variant.
+      seed: the run's seed (default config.seed).
 
     Returns:
       A list of strings for `trainer.task.main`.
     """
-    argv = [
+    seed = config.seed if seed is None else seed
+    argv = ["--recipe", config.recipe] if config.recipe else []
+    argv += [
         "--data_dir", config.data_dir,
-        "--model_dir", os.path.join(config.output_dir, RUNS, variant.name),
+        "--model_dir", os.path.join(config.output_dir, RUNS, run_name(config, variant.name, seed)),
         "--epochs", str(config.epochs),
         "--batch_size", str(config.batch_size),
         "--image_size", str(config.image_size),
         "--learning_rate", repr(config.learning_rate),
         "--init", config.init,
-        "--seed", str(config.seed),
-        # A fixed learning rate: a plateau drop in one variant and not another
-        # would confound the one feature being compared.
-        "--lr_schedule", "step", "--lr_step_epochs", str(config.epochs + 1),
+        "--seed", str(seed),
         # The ablation compares curves; exports and old checkpoints only cost disk.
         "--no_export", "--keep_checkpoints", "1",
     ]  # fmt: skip
+    if not config.recipe:
+        # A fixed learning rate: a plateau drop in one variant and not another would confound
+        # the one feature being compared (a recipe's fixed step schedule drops in all alike).
+        argv += ["--lr_schedule", "step", "--lr_step_epochs", str(config.epochs + 1)]
     if config.steps_per_epoch:
         argv += ["--steps_per_epoch", str(config.steps_per_epoch)]
     return argv + list(variant.flags) + list(config.trainer_flags)
@@ -215,30 +244,21 @@ def run_experiment(config, train=None):
     started = time.time()
     runs = {}
     stopped = None
+    seeds = range(config.seed, config.seed + config.repeats)
     for name in config.variants:
-        if stopped:
-            runs[name] = {"exit_code": None, "error": "not run: SIGTERM stopped %s" % stopped, "seconds": 0.0}
-            continue
         variant = next(v for v in VARIANTS if v.name == name)
-        argv = trainer_argv(config, variant)
-        print("ablate: %s: python -m trainer.task %s" % (name, " ".join(argv)), flush=True)
-        start = time.time()
-        code = train(argv)
-        run = {"exit_code": code, "trainer_argv": argv, "seconds": time.time() - start}
-        if code == 0:
-            run.update(summarize(read_curves(os.path.join(config.output_dir, RUNS, name, "logs")), config.target_error))
-            if not run["epochs"]:
-                run["error"] = "no per-epoch metrics in %s" % os.path.join(config.output_dir, RUNS, name, "logs")
-        elif code == EXIT_PREEMPTED:
-            run["error"] = "stopped by SIGTERM (trainer exit code %d)" % code
-            stopped = name
-        else:
-            run["error"] = "trainer exit code %s" % code
-        if config.discard_checkpoints:
-            for sub in ("checkpoints", "best"):
-                shutil.rmtree(os.path.join(config.output_dir, RUNS, name, sub), ignore_errors=True)
-        runs[name] = run
-        print("ablate: %s finished with exit code %s in %.0f s" % (name, code, run["seconds"]), flush=True)
+        for seed in seeds:
+            if stopped:
+                run = {"exit_code": None, "error": "not run: SIGTERM stopped %s" % stopped, "seconds": 0.0}
+            else:
+                run = _train_variant(config, variant, seed, train)
+                if run["exit_code"] == EXIT_PREEMPTED:
+                    stopped = run_name(config, name, seed)
+            # The first seed's run is the variant's entry; later seeds are listed in it as repeats.
+            if seed == config.seed:
+                runs[name] = {"seed": seed, **run}
+            else:
+                runs[name].setdefault("repeats", []).append({"seed": seed, **run})
     results = {"config": dataclasses.asdict(config), "runs": runs, "stopped_by_sigterm": stopped,
                "seconds": time.time() - started}  # fmt: skip
     with open(os.path.join(config.output_dir, RESULTS), "w") as f:
@@ -254,6 +274,29 @@ def run_experiment(config, train=None):
     )
     ablate_report.write_report(os.path.join(config.output_dir, REPORT), results)
     return results
+
+
+def _train_variant(config, variant, seed, train):
+    """One trainer run of `variant` with `seed`: its exit code, argv, seconds and curves (or error)."""
+    folder = os.path.join(config.output_dir, RUNS, run_name(config, variant.name, seed))
+    argv = trainer_argv(config, variant, seed)
+    print("ablate: %s: python -m trainer.task %s" % (os.path.basename(folder), " ".join(argv)), flush=True)
+    start = time.time()
+    code = train(argv)
+    run = {"exit_code": code, "trainer_argv": argv, "seconds": time.time() - start}
+    if code == 0:
+        run.update(summarize(read_curves(os.path.join(folder, "logs")), config.target_error))
+        if not run["epochs"]:
+            run["error"] = "no per-epoch metrics in %s" % os.path.join(folder, "logs")
+    elif code == EXIT_PREEMPTED:
+        run["error"] = "stopped by SIGTERM (trainer exit code %d)" % code
+    else:
+        run["error"] = "trainer exit code %s" % code
+    if config.discard_checkpoints:
+        for sub in ("checkpoints", "best"):
+            shutil.rmtree(os.path.join(folder, sub), ignore_errors=True)
+    print("ablate: %s finished with exit code %s in %.0f s" % (os.path.basename(folder), code, run["seconds"]), flush=True)
+    return run
 
 
 def _prepare_output_dir(config):
@@ -292,7 +335,7 @@ def main(argv=None, train=None):
     except UsageError as err:
         print("ablate: error: %s" % err, file=sys.stderr)
         return EXIT_USAGE
-    failed = [n for n, r in results["runs"].items() if r.get("error")]
+    failed = [n for n, r in results["runs"].items() if r.get("error") or any(x.get("error") for x in r.get("repeats", []))]
     base = results["runs"]["baseline"]
     print(
         "ablate: %d variants in %.0f s (%s); baseline validation top-1 error %s%%; report %s"

@@ -29,7 +29,7 @@ def write_report(path, results):
     lines = [
         "# AlexNet ablations",
         "",
-        "Data: `%s`. Every variant: %d epochs%s, batch %d, %dx%d crops, lr %g (fixed), init `%s`, seed %d%s."
+        "Data: `%s`. Every variant: %d epochs%s, batch %d, %dx%d crops, lr %g (%s), init `%s`, seed %d%s."
         % (
             c["data_dir"],
             c["epochs"],
@@ -38,6 +38,7 @@ def write_report(path, results):
             c["image_size"],
             c["image_size"],
             c["learning_rate"],
+            "the schedule of recipe `%s`" % c["recipe"] if c.get("recipe") else "fixed",
             c["init"],
             c["seed"],
             "; trainer flags `%s`" % " ".join(c["trainer_flags"]) if c["trainer_flags"] else "",
@@ -51,10 +52,15 @@ def write_report(path, results):
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     lines += [_row(name, runs[name], base) for name in c["variants"]]
+    if c.get("repeats", 1) > 1:
+        lines += [""] + spread_table(results)
+    else:
+        lines += [
+            "",
+            "One seed per variant: differences of a few points on a small validation set are within run-to-run noise; "
+            "repeat with --repeats 2 or more to see each effect beside the seed-to-seed spread.",
+        ]
     lines += [
-        "",
-        "One seed per variant: differences of a few points on a small validation set are within run-to-run noise; "
-        "repeat with other --seed values before drawing conclusions.",
         "",
         "![training top-1 error](%s)" % TRAIN_FIGURE,
         "![validation top-1 error](%s)" % VALIDATION_FIGURE,
@@ -89,6 +95,55 @@ def _row(name, run, base):
         run["seconds"],
         variant.claim,
     )
+
+
+def seed_errors(run, key="final_validation_top1_error"):
+    """{seed: value} of one variant's runs that finished (the first seed's run and its repeats)."""
+    runs = [(run.get("seed"), run)] + [(r["seed"], r) for r in run.get("repeats", [])]
+    return {seed: r[key] for seed, r in runs if not r.get("error") and r.get(key) is not None}
+
+
+def spread(values):
+    """Max minus min of the values (0 for one value, None for none)."""
+    return max(values) - min(values) if values else None
+
+
+def spread_table(results):
+    """Each variant's validation top-1 error per seed, its mean effect and the baseline's seed-to-seed spread.
+
+    An effect counts as beyond noise when its size exceeds the larger of the baseline's and the
+    variant's own spread over seeds (max minus min), and every seed's paired difference (the same
+    seed gives both runs the same batches) has the same sign.
+    """
+    c, runs = results["config"], results["runs"]
+    first = c["seed"]
+    seeds = list(range(first, first + c["repeats"]))
+    base = seed_errors(runs["baseline"])
+    base_mean = sum(base.values()) / len(base) if base else None
+    lines = [
+        "Validation top-1 error (%%) per seed (%s), the mean effect against the baseline's mean, and the spread "
+        "(max - min over seeds). Beyond noise: the effect is larger than both the baseline's and the variant's own "
+        "spread, and the paired per-seed differences all have its sign." % ", ".join(str(s) for s in seeds),
+        "",
+        "| variant | %s | mean | spread | effect vs baseline | paired differences | beyond noise? |"
+        % " | ".join("seed %d" % s for s in seeds),
+        "| --- | %s| --- | --- | --- | --- | --- |" % ("--- | " * len(seeds)),
+    ]
+    for name in c["variants"]:
+        errors = seed_errors(runs[name])
+        mean = sum(errors.values()) / len(errors) if errors else None
+        cells = [pct(errors.get(s)) for s in seeds]
+        effect = verdict = paired = ""
+        if name != "baseline" and mean is not None and base_mean is not None:
+            diffs = [errors[s] - base[s] for s in seeds if s in errors and s in base]
+            d = mean - base_mean
+            noise = max(spread(list(base.values())), spread(list(errors.values())))
+            same_sign = bool(diffs) and (all(x > 0 for x in diffs) or all(x < 0 for x in diffs))
+            effect, paired = "%+.1f" % (100 * d), ", ".join("%+.1f" % (100 * x) for x in diffs)
+            verdict = "yes" if abs(d) > noise and same_sign else "no"
+        lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            name, " | ".join(cells), pct(mean), pct(spread(list(errors.values()))), effect, paired, verdict))  # fmt: skip
+    return lines
 
 
 _STYLES = {"baseline": ("-", "black"), "tanh": ("--", "tab:red")}
