@@ -117,3 +117,35 @@ def test_help_returns_0_and_lists_the_flags(capsys):
     flags = ("--data_dir", "--strategy", "--cpu_replicas", "--mixed_precision", "--eval_only", "--demo", "--debug_nan_at_step")
     for flag in flags:
         assert flag in out
+
+
+def _readme_recipe(name):
+    """The README's table of a recipe: {flag without dashes: value text}."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("<!-- recipe: %s -->" % name)[1].split("<!-- end recipe -->")[0]
+    rows = [line.split("|")[1:3] for line in table.strip().splitlines()[2:]]
+    return {flag.strip().strip("`").lstrip("-"): value.strip() for flag, value in rows}
+
+
+def test_readme_lists_the_tiny_imagenet_recipe_exactly():
+    from trainer import recipes
+
+    def text(value):
+        return "on" if value is True else "%g" % value if isinstance(value, (int, float)) else value
+
+    assert _readme_recipe("tiny_imagenet") == {k: text(v) for k, v in recipes.TINY_IMAGENET.items()}
+
+
+def test_recipe_values_reach_the_config_and_typed_flags_win():
+    from trainer import recipes
+
+    config, _ = task.parse_config(["--recipe", "tiny_imagenet", "--data_dir", "d", "--learning_rate", "0.03"], {})
+    assert config.recipe == "tiny_imagenet" and config.learning_rate == 0.03
+    for key, value in recipes.TINY_IMAGENET.items():
+        if key != "learning_rate":
+            assert getattr(config, key) == value, key
+    assert config.warmup_epochs == 0  # batch 128: no warm-up
+    with pytest.raises(cli.UsageError, match="--demo trains the 'demo' recipe"):
+        task.parse_config(["--demo", "--recipe", "tiny_imagenet"], {})
+    demo, _ = task.parse_config(["--demo", "--recipe", "demo"], {})
+    assert (demo.image_size, demo.batch_size, demo.data_dir) == (127, 64, task.DEMO_DATA_DIR)
