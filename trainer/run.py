@@ -67,6 +67,7 @@ def run(config, tf_config=None, log=None):
         # already come from config.seed: Trainer calls keras.utils.set_random_seed (Python, NumPy,
         # TensorFlow; dropout's seed generators), and the shuffles and augmentation draws are
         # stateless ops seeded from it, so the same seed gives the same batches at any parallelism.
+        # It stays on for the rest of the process: TensorFlow has no public switch to turn it off.
         tf.config.experimental.enable_op_determinism()
     try:
         return _run(config, strategy, log)
@@ -77,8 +78,6 @@ def run(config, tf_config=None, log=None):
         raise fault from None  # one line; TensorFlow's graph trace says nothing more to a user
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
-        if config.deterministic:  # off again for whatever runs next in this process (tests)
-            tf.config.experimental.disable_op_determinism()
 
 
 def _run(config, strategy, log):

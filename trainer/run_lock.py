@@ -73,6 +73,8 @@ class Holder:
     process_start: str = ""  # the holder's start time in /proc (Linux), to detect a reused process id
 
     def describe(self):
+        if self.pid < 0:  # no record could be read
+            return self.token
         when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(self.started))
         return "host %s, process %d, started %s" % (self.host, self.pid, when)
 
@@ -151,7 +153,7 @@ class DirectoryLock:
             return Holder(**json.loads(text))
         except (ValueError, TypeError):
             # A remote write cut short, or not our file: nobody can refresh it.
-            return Holder("unknown", -1, 0.0, 0.0, 0.0, "unreadable lock file")
+            return Holder("unknown", -1, 0.0, 0.0, 0.0, "a lock file that cannot be read")
 
     def _text(self):
         return json.dumps(dataclasses.asdict(self.record), indent=2, sort_keys=True) + "\n"
@@ -174,9 +176,13 @@ class DirectoryLock:
         """Writes this run's record (remote: whatever is there is overwritten)."""
         if self.exclusive:
             self._write_local(self.path, replace=False)
-        else:
-            with tf.io.gfile.GFile(self.path, "w") as f:
-                f.write(self._text())
+            return
+        if self.path.startswith("ram://") and tf.io.gfile.exists(self.path):
+            # TensorFlow's in-memory filesystem appends on "w" (gs:// replaces the object
+            # when the write closes); the read-back below settles the moment without a file.
+            tf.io.gfile.remove(self.path)
+        with tf.io.gfile.GFile(self.path, "w") as f:
+            f.write(self._text())
 
     def _confirm(self):
         """After `settle_seconds`, the file must hold this run's token; LockBusy naming the winner otherwise."""
@@ -252,10 +258,12 @@ class DirectoryLock:
         raise self._busy(self.read(), "the lock kept changing hands")
 
     def refresh(self):
-        """Rewrites the refresh time; returns the Holder that replaced this run's lock, or None while it holds it."""
+        """Rewrites the refresh time; None while this run holds the lock, else who took it (one phrase)."""
         found = self.read()
-        if found is None or found.token != self.record.token:
-            return found or Holder("unknown", -1, 0.0, 0.0, 0.0, "lock file removed")
+        if found is None:
+            return "another run (which has since removed it)"
+        if found.token != self.record.token:
+            return "another run (%s)" % found.describe()
         self.record = dataclasses.replace(self.record, refreshed=time.time())
         if self.exclusive:
             self._write_local(self.path, replace=True)
@@ -277,8 +285,8 @@ class RunLock:
       directories: the directories to lock, in order (duplicates ignored).
       stale_seconds: the interval this run promises to refresh within.
       log: print-like function for the takeover warning.
-      on_lost: called with (directory, Holder) when another run took a lock
-        over (this run was frozen past the interval); it should stop the run.
+      on_lost: called with (directory, who took it) when another run took a
+        lock over (this run was frozen past the interval); it should stop the run.
     """
 
     def __init__(self, directories, stale_seconds=DEFAULT_STALE_SECONDS, log=print, on_lost=None, **lock_options):
@@ -355,11 +363,11 @@ def writer_lock(config, log=print):
         lock.release()
 
 
-def _stop_writing(directory, holder):
+def _stop_writing(directory, who):
     """Another run took this run's lock over (this one was frozen past its interval): stop at once."""
     print(
-        "python -m trainer.task: error: another run (%s) took over the writer lock of %s, which this run had not "
-        "refreshed within its interval; stopping now so that only one run writes there." % (holder.describe(), directory),
+        "python -m trainer.task: error: %s took over the writer lock of %s, which this run had not refreshed "
+        "within its interval; stopping now so that only one run writes there." % (who, directory),
         file=sys.stderr, flush=True,
     )
     os._exit(cli.EXIT_USAGE)  # from the refresh thread, while the main thread may be inside a step
