@@ -113,7 +113,9 @@ def dead_reason(holder, now, host=None):
       host: this host's name (default socket.gethostname()).
     """
     host = host or socket.gethostname()
-    if holder.host == host and holder.pid != os.getpid() and _process_gone(holder):
+    # (Also when the id is this process's own: a container restarted under the same host
+    # name and pid 1 has another start time, while a second run inside this process has not.)
+    if holder.host == host and _process_gone(holder):
         return "its process %d on this host is gone" % holder.pid
     age = now - holder.refreshed
     if age > holder.stale_seconds:

@@ -8,6 +8,7 @@ holder, and two multi-worker processes of which only the chief locks.
 """
 import dataclasses
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -117,6 +118,11 @@ def test_a_lock_whose_process_id_now_names_another_process_is_dead(tmp_path):
     assert run_lock.dead_reason(holder, time.time()) == "its process 1 on this host is gone"
     live = dataclasses.replace(holder, process_start=run_lock._process_start(1))
     assert run_lock.dead_reason(live, time.time()) is None
+    # This very process id in an earlier life (a restarted container): dead; this process itself: live.
+    me = dataclasses.replace(holder, pid=os.getpid(), process_start="1")
+    assert run_lock.dead_reason(me, time.time()) == "its process %d on this host is gone" % os.getpid()
+    me = dataclasses.replace(me, process_start=run_lock._process_start(os.getpid()))
+    assert run_lock.dead_reason(me, time.time()) is None
 
 
 # ---------------------------------------------------------------- real trainer processes
