@@ -1,4 +1,5 @@
-"""Shared helpers of the trainer tests: tiny TFRecord data sets and subprocess runs.
+"""Shared helpers of the trainer tests: tiny TFRecord data sets and subprocess runs (and
+`program_lines`, a child's stderr without TensorFlow's log lines).
 
 The data is written with the project's own record writer
 (`preprocessing.schema.make_example` / `serialize_example`) and a metadata.json
