@@ -7,10 +7,11 @@ code `EXIT_USAGE`, never argparse's usage block. This package imports nothing bu
 the standard library, so the Beam job and the trainer can both use it without
 importing each other.
 """
-from cli.exit_codes import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED, EXIT_USAGE
+from cli.exit_codes import EXIT_DATA, EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED, EXIT_USAGE
 from cli.parser import Parser, UsageError, fraction, non_negative_int, positive_float, positive_int
 
 __all__ = [
+    "EXIT_DATA",
     "EXIT_DIVERGED",
     "EXIT_FAILED",
     "EXIT_OK",

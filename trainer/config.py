@@ -48,6 +48,7 @@ RESUME_FREE_FIELDS = frozenset(
         "skip_corrupt",
         "val_steps",
         "augment_on_host",  # the same draws either way; pixels equal within float rounding (tested)
+        "lock_stale_seconds",
     }
 )
 
@@ -114,6 +115,12 @@ class TrainConfig:
     demo_train_per_class: int = 0  # 0 = the demo builder's default; tests make it small
     demo_val_per_class: int = 0  # 0 = the demo builder's default
     seed: int = 0  # initialisation and augmentation seed
+    # TensorFlow's op determinism and a fixed tf.data order: the same seed, data, strategy and
+    # machine give identical weights. Off by default: it costs speed (docs/results/deterministic.md).
+    deterministic: bool = False
+    # The writer lock of the model directory is refreshed 5 times within this interval; another
+    # run takes over a lock not refreshed for the holder's interval (a lost machine). Tests shorten it.
+    lock_stale_seconds: float = 300.0
     # Test aids (documented in README, not part of the recipe).
     debug_nan_at_step: int = -1  # makes the loss NaN at this global step to exercise the NaN stop
     dump_weights: str = ""  # write the final weights of THIS worker to an .npz (multi-worker tests compare them)
@@ -154,12 +161,16 @@ def config_differences(saved, new):
       RESUME_FREE_FIELDS whose values differ.
     """
     new_values = dataclasses.asdict(new)
+    # A field the saved config lacks came after that run was started: it ran with the
+    # field's default (e.g. `deterministic` off), so only another value is a change.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     out = []
     for name in sorted(set(saved) | set(new_values)):
         if name in RESUME_FREE_FIELDS:
             continue
-        if saved.get(name) != new_values.get(name):
-            out.append((name, saved.get(name), new_values.get(name)))
+        before = saved.get(name, defaults.get(name))
+        if before != new_values.get(name):
+            out.append((name, before, new_values.get(name)))
     return out
 
 

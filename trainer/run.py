@@ -18,12 +18,14 @@ import cli
 from trainer import checkpoints as ckpt_lib
 from trainer import config as config_lib
 from trainer import cpu as cpu_lib
+from trainer import data_faults
 from trainer import data_info
 from trainer import datasets
 from trainer import demo_data
 from trainer import evaluate as eval_lib
 from trainer import export as export_lib
 from trainer import loop
+from trainer import run_lock
 from trainer import shard_reader
 from trainer import strategy as strategy_lib
 from trainer import summaries as summaries_lib
@@ -60,8 +62,20 @@ def run(config, tf_config=None, log=None):
     previous_policy = keras.mixed_precision.dtype_policy()
     if config.mixed_precision != "none":
         keras.mixed_precision.set_dtype_policy("mixed_" + config.mixed_precision)
+    if config.deterministic:
+        # Deterministic kernels, and tf.data keeps its order (make_dataset is told too). The seeds
+        # already come from config.seed: Trainer calls keras.utils.set_random_seed (Python, NumPy,
+        # TensorFlow; dropout's seed generators), and the shuffles and augmentation draws are
+        # stateless ops seeded from it, so the same seed gives the same batches at any parallelism.
+        # It stays on for the rest of the process: TensorFlow has no public switch to turn it off.
+        tf.config.experimental.enable_op_determinism()
     try:
         return _run(config, strategy, log)
+    except tf.errors.OpError as err:
+        fault = data_faults.fault_for(config, err)
+        if fault is None:
+            raise
+        raise fault from None  # one line; TensorFlow's graph trace says nothing more to a user
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
 
@@ -80,15 +94,19 @@ def _run(config, strategy, log):
             "cannot tell the epoch length: %s has %s training examples for global batch %d. Give --steps_per_epoch."
             % (config.data_dir, train_count, config.batch_size)
         )
+    if config.eval_only:  # a reader: it takes no writer lock
+        return _evaluate_only(config, strategy, info, chief)
+    if not chief:  # the other workers write to scratch directories of their own
+        return _train(config, strategy, info, steps_per_epoch, chief, log, started)
+    with run_lock.writer_lock(config, log):
+        return _train(config, strategy, info, steps_per_epoch, chief, log, started)
+
+
+def _train(config, strategy, info, steps_per_epoch, chief, log, started):
+    """Restores (or starts) the run, trains it, evaluates, exports; returns the exit code."""
     checkpoint_dir = config.resolved_checkpoint_dir
     latest = tf.train.latest_checkpoint(checkpoint_dir)
-    if config.eval_only:
-        path = config.checkpoint or latest
-        if not path:
-            raise cli.UsageError("--eval_only found no checkpoint in %s. Train first or give --checkpoint." % checkpoint_dir)
-    else:
-        write_config = _check_config(config, config.model_dir, latest, chief, log)
-
+    write_config = _check_config(config, config.model_dir, latest, chief, log)
     write_dirs = (
         strategy_lib.write_dir(checkpoint_dir, strategy),
         strategy_lib.write_dir(os.path.join(config.model_dir, "best"), strategy),
@@ -96,8 +114,6 @@ def _run(config, strategy, log):
     )
     trainer = Trainer(config, strategy, info.num_classes, config.batch_size)
     managers = ckpt_lib.make_managers(trainer.checkpoint, write_dirs[0], write_dirs[1], config.keep_checkpoints)
-    if config.eval_only:
-        return _evaluate_only(config, strategy, info, trainer, path, chief)
     if latest:
         hint = ""
         if config.allow_config_change:
@@ -127,8 +143,13 @@ def _run(config, strategy, log):
     return cli.EXIT_OK
 
 
-def _evaluate_only(config, strategy, info, trainer, path, chief):
-    """--eval_only: both views of checkpoint `path`, written to eval.json and reported in one line."""
+def _evaluate_only(config, strategy, info, chief):
+    """--eval_only: both views of the chosen checkpoint, written to eval.json and reported in one line."""
+    checkpoint_dir = config.resolved_checkpoint_dir
+    path = config.checkpoint or tf.train.latest_checkpoint(checkpoint_dir)
+    if not path:
+        raise cli.UsageError("--eval_only found no checkpoint in %s. Train first or give --checkpoint." % checkpoint_dir)
+    trainer = Trainer(config, strategy, info.num_classes, config.batch_size)
     _restore(trainer, path)
     _, validation = _make_datasets(config, strategy, info, config.seed, train=False)
     results = final_evaluation(trainer, validation, config, ten_view=True)
@@ -275,6 +296,7 @@ def _make_datasets(config, strategy, info, seed, train=True):
             info=info,
             input_context=ctx,
             skip_corrupt=config.skip_corrupt,
+            deterministic=config.deterministic,
             **options,
         )
 
@@ -301,7 +323,7 @@ def _make_datasets(config, strategy, info, seed, train=True):
 def _sample_images(config, info, seed):
     ds = datasets.make_dataset(
         config.data_dir, "train", 16, training=True, image_size=config.image_size, info=info, seed=seed,
-        pca_noise=config.pca_noise, shuffle_buffer=64,
+        pca_noise=config.pca_noise, shuffle_buffer=64, deterministic=config.deterministic,
     )
     for images, _ in ds.take(1):
         return images

@@ -12,8 +12,10 @@ or Vertex AI's CLUSTER_SPEC for multi-worker training; the package,
 trainer/__init__.py, gives TF_ENABLE_ONEDNN_OPTS its default). Rerunning the same
 command resumes from the last checkpoint in the model directory.
 
-Exit codes: 0 done; 2 a usage error (one line on stderr); 3 the loss became
-NaN/Inf (the last good checkpoint is kept); 143 stopped by SIGTERM after
+Exit codes: 0 done; 2 a usage error (one line on stderr), including a model
+directory another run is writing to; 3 the loss became NaN/Inf (the last good
+checkpoint is kept); 4 a corrupt, truncated or undecodable shard or record (one
+line naming it; the last good checkpoint is kept); 143 stopped by SIGTERM after
 saving a checkpoint (rerun to resume).
 """
 import argparse
@@ -24,6 +26,7 @@ import sys
 import cli
 import model as model_lib
 from trainer import config as config_lib
+from trainer import data_faults
 from trainer import recipes
 from trainer import run as run_lib
 from trainer import strategy as strategy_lib
@@ -91,6 +94,14 @@ def build_parser():
     p.add_argument("--demo_train_per_class", type=int)
     p.add_argument("--demo_val_per_class", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--deterministic", action="store_true",
+        help="op determinism and a fixed input order: the same seed, data and strategy give identical weights (slower)",
+    )
+    p.add_argument(
+        "--lock_stale_seconds", type=float,
+        help="refresh the model directory's writer lock within this interval (default 300); tests shorten it",
+    )
     p.add_argument("--debug_nan_at_step", type=int, help="test aid: make the loss NaN at this global step")
     p.add_argument("--dump_weights", help="test aid: write this worker's final weights to an .npz")
     return p
@@ -172,6 +183,7 @@ def _validate(c):
         c.checkpoint_every_steps >= 0,
         "expected --checkpoint_every_steps >= 0 (0 = only at epoch ends). Received: %d" % c.checkpoint_every_steps,
     )
+    need(c.lock_stale_seconds > 0, "expected --lock_stale_seconds > 0. Received: %g" % c.lock_stale_seconds)
     need(c.plateau_patience >= 1, "expected --plateau_patience >= 1. Received: %d" % c.plateau_patience)
     need(c.num_classes >= 0, "expected --num_classes >= 1 (or 0: from metadata.json). Received: %d" % c.num_classes)
     need(c.label_offset >= -1, "expected --label_offset >= 0 (or -1: from metadata.json). Received: %d" % c.label_offset)
@@ -206,6 +218,9 @@ def main(argv=None):
     except TrainingDiverged as err:
         print("python -m trainer.task: training diverged: %s" % err, file=sys.stderr)
         return cli.EXIT_DIVERGED
+    except data_faults.DataFault as err:
+        print("python -m trainer.task: data error: %s" % err, file=sys.stderr)
+        return cli.EXIT_DATA
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def readme_table():
 
 def test_the_codes_are_distinct_and_exported_by_cli():
     codes = defined()
-    assert set(codes) == {"EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_DIVERGED", "EXIT_PREEMPTED"}
+    assert set(codes) == {"EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_DIVERGED", "EXIT_DATA", "EXIT_PREEMPTED"}
     assert len(set(codes.values())) == len(codes)
     for name, value in codes.items():
         assert getattr(cli, name) == value

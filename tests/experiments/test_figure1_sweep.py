@@ -56,8 +56,8 @@ def test_sweep_end_to_end_on_cifar_archive(cifar_archive, tmp_path, capsys):
     assert "lr per activation from the sweep below (relu %g, tanh %g)" % (chosen["relu"], chosen["tanh"]) in report
     for run in sweep:
         mark = "yes" if chosen[run["activation"]] == run["learning_rate"] else ""
-        assert "| %s | %g | " % (run["activation"], run["learning_rate"]) in report
-        assert report.split("| %s | %g | " % (run["activation"], run["learning_rate"]))[1].split("\n")[0].endswith("| %s |" % mark)
+        row = "| %s | %g | " % (run["activation"], run["learning_rate"])
+        assert row in report and report.split(row)[1].split("\n")[0].endswith("| %s |" % mark)
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert "relu " in summary and "(lr %g)" % chosen["relu"] in summary and "(lr %g)" % chosen["tanh"] in summary
     # Every run is its own TensorBoard run named with its rate, recording that rate.

@@ -1,4 +1,5 @@
-"""Shared helpers of the trainer tests: tiny TFRecord data sets and subprocess runs.
+"""Shared helpers of the trainer tests: tiny TFRecord data sets and subprocess runs (and
+`program_lines`, a child's stderr without TensorFlow's log lines).
 
 The data is written with the project's own record writer
 (`preprocessing.schema.make_example` / `serialize_example`) and a metadata.json
@@ -14,6 +15,7 @@ job's output. Two kinds of data set:
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -141,6 +143,17 @@ def subprocess_env(**extra):
 
 def task_command(*args):
     return [sys.executable, "-m", "trainer.task", *[str(a) for a in args]]
+
+
+# A line TensorFlow's C++ logging wrote (absl format "I0000 00:00:1700000000.123456  1234 file.cc:12] ...")
+# or its notice before logging starts; everything else on stderr is the program's own.
+_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] |^WARNING: All log messages before absl::")
+
+
+def program_lines(stderr):
+    """The lines of `stderr` that are not TensorFlow log lines (run with TF_CPP_MIN_LOG_LEVEL=2,
+    as subprocess_env sets, so no multi-line INFO message is among them)."""
+    return [line for line in stderr.splitlines() if line.strip() and not _LOG_LINE.match(line)]
 
 
 def run_task(*args, timeout=300, env=None):

@@ -27,3 +27,12 @@ def test_config_differences_ignore_directories_and_epochs():
     assert config_lib.config_differences(saved, dataclasses.replace(a, model_dir="m2", epochs=9, eval_only=True)) == []
     assert config_lib.config_differences(saved, dataclasses.replace(a, learning_rate=0.1)) == [("learning_rate", 0.01, 0.1)]
     assert config_lib.from_dict(saved) == a
+
+
+def test_a_field_missing_from_an_older_config_json_counts_as_its_default():
+    a = config_lib.TrainConfig(data_dir="d")
+    older = {k: v for k, v in json.loads(config_lib.to_json(a)).items() if k != "deterministic"}
+    assert config_lib.config_differences(older, a) == []
+    assert config_lib.config_differences(older, dataclasses.replace(a, deterministic=True)) == [
+        ("deterministic", False, True)
+    ]

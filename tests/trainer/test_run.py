@@ -1,6 +1,6 @@
 """trainer.run through `trainer.task.main` on the shared finished run (the `finished_run` fixture):
 the model directory's layout, --eval_only, resuming and its config checks, missing shards, a
-non-chief worker, the bfloat16 warning.
+non-chief worker, the bfloat16 warning; and two --deterministic runs in processes of their own.
 
 Some tests here rerun the command in the run's model directory (an evaluation, a resume
 that trains nothing); the run's own results are kept in the fixture.
@@ -8,10 +8,14 @@ that trains nothing); the run's own results are kept in the fixture.
 import json
 import os
 import shutil
+import subprocess
 
+import numpy as np
 import pytest
 
-from tests.helpers.trainer_data import RUN_EPOCHS, RUN_STEPS, run_args
+from tests.helpers.trainer_data import (
+    REPO, RUN_EPOCHS, RUN_STEPS, run_args, subprocess_env, task_command, write_dataset,
+)
 from trainer import config as config_lib
 from trainer import cpu as cpu_lib
 from trainer import strategy as strategy_lib
@@ -132,3 +136,29 @@ def test_bfloat16_on_a_cpu_without_it_warns_once(finished_run, capsys, monkeypat
     out = capsys.readouterr().out
     assert out.count("warning: --mixed_precision bfloat16 on a CPU without native bfloat16") == (1 if warned else 0)
     assert "centre crop top-1" in out.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("strategy", [[], ["--strategy", "mirrored", "--cpu_replicas", "2"]], ids=["default", "mirrored"])
+def test_two_deterministic_runs_give_byte_identical_weights(tmp_path, strategy):
+    """Two processes at once, the same seed, data and strategy, every augmentation and dropout on:
+    the final weights are equal bit for bit, and config.json records the switch."""
+    data = tmp_path / "data"
+    # 4 classes x 4 validation images: every replica's evaluation batches are full under mirrored.
+    write_dataset(data, num_classes=4, train_per_class=8, val_per_class=4, size=72)
+    procs = [
+        subprocess.Popen(
+            task_command(*run_args(data, tmp_path / ("run%d" % i), "--deterministic", "--no_export",
+                                   "--dump_weights", tmp_path / ("w%d.npz" % i), *strategy)),
+            cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    first, second = (np.load(tmp_path / ("w%d.npz" % i)) for i in range(2))
+    assert first.files == second.files and len(first.files) == 16  # 8 layers' kernels and biases
+    for name in first.files:
+        assert first[name].tobytes() == second[name].tobytes(), name
+    saved = json.loads((tmp_path / "run0" / "config.json").read_text())
+    assert saved["deterministic"] is True and saved["seed"] == 7
