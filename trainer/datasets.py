@@ -213,7 +213,8 @@ def make_dataset(
     else:
         draws = _draws(info, False, False, pca_stddev, mean_subtract)
         ds = _evaluation_batches(ds, per_replica, image_size, ten_crop, crops, draws, skipped, finish_on_device)
-    return ds.prefetch(AUTOTUNE).with_options(_options(deterministic, input_context))
+    # A batch of 10 views is 10 centre-crop batches: one in flight bounds its memory.
+    return ds.prefetch(1 if ten_crop else AUTOTUNE).with_options(_options(deterministic, input_context))
 
 
 def _check_arguments(batch_size, image_size, training, ten_crop, repeat, shuffle_buffer):

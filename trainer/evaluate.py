@@ -96,7 +96,10 @@ def fixed_batches(ds, batch_size):
 
 def _pad_to(x, size):
     n = tf.shape(x)[0]
-    padded = tf.pad(x, [[0, size - n]] + [[0, 0]] * (len(x.shape) - 1))
+    # Only the last batch is padded: a full one passes through without a copy.
+    padded = tf.cond(
+        tf.equal(n, size), lambda: tf.identity(x), lambda: tf.pad(x, [[0, size - n]] + [[0, 0]] * (len(x.shape) - 1))
+    )
     return tf.ensure_shape(padded, [size] + x.shape.as_list()[1:])
 
 
@@ -116,17 +119,19 @@ def ten_view_probabilities(model, views, flips=None, offsets=None):
     views = tf.convert_to_tensor(views)
     num_views = views.shape[1]
 
-    def view_probs(v):
-        crops = tf.gather(views, v, axis=1)
+    def view_probs(v, after=()):
+        with tf.control_dependencies(after):
+            crops = tf.gather(views, v, axis=1)
         if flips is not None:
             crops = augment.apply_draws(crops, tf.gather(flips, v, axis=1), tf.gather(offsets, v, axis=1))
         return tf.nn.softmax(tf.cast(model(crops, training=False), tf.float32))
 
-    # One view per iteration, in order (parallel_iterations=1): views run
-    # concurrently would hold the activations of all of them at once.
+    # One view at a time, in order: each view starts after the previous one's
+    # probabilities exist (parallel_iterations=1 and the control dependency);
+    # views run concurrently would hold the activations of all of them at once.
     _, total = tf.while_loop(
         lambda v, _: v < num_views,
-        lambda v, total: (v + 1, total + view_probs(v)),
+        lambda v, total: (v + 1, total + view_probs(v, after=[total])),
         (tf.constant(1), view_probs(tf.constant(0))),
         parallel_iterations=1,
     )

@@ -126,5 +126,6 @@ def write(model_dir, outcomes_by_view, info, summaries, step, log):
                 tf.summary.image(IMAGE_TAG % view, confusion_image(confusion)[np.newaxis], max_outputs=1)
     summaries.flush()
     for view, result in reports.items():
-        worst = ", ".join("%s %.2f" % (e["name"], e["top1"]) for e in result["worst"][:WORST_LOGGED])
+        # Names hold commas ("tench, Tinca tinca"): entries are separated by semicolons.
+        worst = "; ".join("%s (%.2f)" % (e["name"], e["top1"]) for e in result["worst"][:WORST_LOGGED])
         log("worst classes by %s top-1: %s (every class: %s)" % (_VIEW_NAMES.get(view, view), worst, PER_CLASS_FILE))
