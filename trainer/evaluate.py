@@ -87,9 +87,13 @@ def fixed_batches(ds, batch_size):
 
     real = ds.map(pad)
     spec = real.element_spec
-    # Made by a map, not from a constant: a (B, 10, S, S, 3) constant would sit in the graph.
-    filler = tf.data.Dataset.from_tensors(0).repeat().map(
-        lambda _: tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), spec)
+    # One batch of zeros, made once by a map (a (B, 10, S, S, 3) constant would sit in
+    # the graph) and cached: however many of it are prefetched share its buffer.
+    filler = (
+        tf.data.Dataset.from_tensors(0)
+        .map(lambda _: tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), spec))
+        .cache()
+        .repeat()
     )
     return real.concatenate(filler)
 
