@@ -14,7 +14,9 @@ offset in one fused pass) at the start of its step, on the accelerator. The
 host then does only the work that must be done there (reading, decoding,
 cropping, a few random numbers per batch) and sends a quarter of the bytes
 float32 would take; the batches are the same as when the pipeline finishes
-them itself.
+them itself. Evaluation can stop there too (no flips, the mean as each
+view's offset): 10-view batches are then a quarter of their float32 size, and
+trainer.evaluate finishes one view at a time.
 """
 import functools
 import random
@@ -114,8 +116,13 @@ def _finish(index, batch, seed, draws):
     return finish_crops(*_with_draws(index, batch, seed, draws))
 
 
+def _eval_draws(images, labels, draws):
+    """(images, labels) -> (images, labels, flips, offsets): evaluation's draws (no flips, minus the mean)."""
+    return (images, labels, *draws(tf.shape(images)[:-3], tf.constant([0, 0], tf.int64)))
+
+
 def _finish_eval(images, labels, draws):
-    return finish_crops(images, labels, *draws(tf.shape(images)[:-3], tf.constant([0, 0], tf.int64)))
+    return finish_crops(*_eval_draws(images, labels, draws))
 
 
 def _skip_undecodable(ds, skipped):
@@ -176,19 +183,21 @@ def make_dataset(
       repeat: number of passes; None means forever for training, once for evaluation.
       shuffle_buffer: examples in the shuffle buffer (training); None for the
         default (min(10,000, training set size)), 0 for no shuffling.
-      finish_on_device: training only: stop at the uint8 crops and add each
-        batch's draws; `finish_crops(*batch)` turns such a batch into the
-        batch this function returns without it (same seed and switches).
+      finish_on_device: stop at the uint8 crops and add each batch's draws;
+        `finish_crops(*batch)` turns such a batch into the batch this function
+        returns without it (same seed and switches). In evaluation the draws
+        mirror nothing and their offsets are minus the mean (of shape
+        (B, 10, 3) with ten_crop).
 
     Returns:
       A tf.data.Dataset of (float32 images (B, S, S, 3) or (B, 10, S, S, 3), int32 labels (B,)),
-      or with finish_on_device of (uint8 images (B, S, S, 3), int32 labels (B,), bool flips (B,),
-      float32 RGB offsets (B, 3)).
+      or with finish_on_device of (uint8 images (B, S, S, 3) or (B, 10, S, S, 3), int32 labels (B,),
+      bool flips (B,) or (B, 10), float32 RGB offsets (B, 3) or (B, 10, 3)).
 
     Raises:
       ValueError: bad arguments; FileNotFoundError: no shards.
     """
-    _check_arguments(batch_size, image_size, training, ten_crop, finish_on_device, repeat, shuffle_buffer)
+    _check_arguments(batch_size, image_size, training, ten_crop, repeat, shuffle_buffer)
     if info is None:
         info = data_info_lib.read_data_info(data_dir)
     skipped = shard_reader.skipped_records(skip_corrupt)
@@ -203,17 +212,16 @@ def make_dataset(
         ds = _training_batches(ds, per_replica, image_size, random_crop, base_seed, crops, draws, skipped, finish_on_device)
     else:
         draws = _draws(info, False, False, pca_stddev, mean_subtract)
-        ds = _evaluation_batches(ds, per_replica, image_size, ten_crop, crops, draws, skipped)
-    return ds.prefetch(AUTOTUNE).with_options(_options(deterministic, input_context))
+        ds = _evaluation_batches(ds, per_replica, image_size, ten_crop, crops, draws, skipped, finish_on_device)
+    # A batch of 10 views is 10 centre-crop batches: one in flight bounds its memory.
+    return ds.prefetch(1 if ten_crop else AUTOTUNE).with_options(_options(deterministic, input_context))
 
 
-def _check_arguments(batch_size, image_size, training, ten_crop, finish_on_device, repeat, shuffle_buffer):
+def _check_arguments(batch_size, image_size, training, ten_crop, repeat, shuffle_buffer):
     require_positive_int("batch_size", batch_size)
     require_positive_int("image_size", image_size)
     if ten_crop and training:
         raise ValueError("ten_crop is an evaluation mode. Received: ten_crop=True with training=True")
-    if finish_on_device and not training:
-        raise ValueError("finish_on_device is a training mode. Received: finish_on_device=True with training=False")
     if repeat is not None:
         require_positive_int("repeat", repeat)
     if shuffle_buffer is not None and (not isinstance(shuffle_buffer, int) or shuffle_buffer < 0):
@@ -294,14 +302,15 @@ def _training_batches(ds, per_replica, image_size, random_crop, base_seed, crops
     return ds.enumerate().map(_plain(finish), num_parallel_calls=AUTOTUNE)
 
 
-def _evaluation_batches(ds, per_replica, image_size, ten_crop, crops, draws, skipped):
-    """Centre crops (or the 10 views), batched with the remainder, scaled and mean-subtracted."""
+def _evaluation_batches(ds, per_replica, image_size, ten_crop, crops, draws, skipped, finish_on_device):
+    """Centre crops (or the 10 views), batched with the remainder, scaled and mean-subtracted
+    (or, with finish_on_device, left uint8 beside the draws that finish them)."""
     decode = functools.partial(_decode_eval, image_size=image_size, ten_crop=ten_crop, reference=crops[0], plain=crops[1])
     ds = ds.map(_plain(decode), num_parallel_calls=AUTOTUNE)
     ds = _skip_undecodable(ds, skipped)
     # Keep the remainder: every validation example is counted once.
     ds = ds.batch(per_replica, drop_remainder=False)
-    finish = functools.partial(_finish_eval, draws=draws)
+    finish = functools.partial(_eval_draws if finish_on_device else _finish_eval, draws=draws)
     return ds.map(_plain(finish), num_parallel_calls=AUTOTUNE)
 
 

@@ -25,6 +25,7 @@ from trainer import demo_data
 from trainer import evaluate as eval_lib
 from trainer import export as export_lib
 from trainer import loop
+from trainer import per_class
 from trainer import run_lock
 from trainer import shard_reader
 from trainer import strategy as strategy_lib
@@ -152,11 +153,14 @@ def _evaluate_only(config, strategy, info, chief):
     trainer = Trainer(config, strategy, info.num_classes, config.batch_size)
     _restore(trainer, path)
     _, validation = _make_datasets(config, strategy, info, config.seed, train=False)
-    results = final_evaluation(trainer, validation, config, ten_view=True)
+    results, outcomes = final_evaluation(trainer, validation, config, ten_view=True)
     results.update({"checkpoint": path, "step": int(trainer.state.step.numpy())})
     eval_path = os.path.join(config.model_dir, "eval.json")
     if chief:
         _write_json(eval_path, results)
+        summaries = summaries_lib.Summaries(config.resolved_log_dir)
+        per_class.write(config.model_dir, outcomes, info, summaries, results["step"], lambda *a: print(*a, flush=True))
+        summaries.close()
     c, t = results["centre_crop"], results["ten_view"]
     print(
         "trainer.task: eval of %s (step %d) on %d validation images: centre crop top-1 %.4f top-5 %.4f; "
@@ -173,10 +177,11 @@ def _finish(config, strategy, info, trainer, validation, managers, summaries, ou
     Returns:
       The final evaluation's results (what eval.json holds).
     """
-    results = final_evaluation(trainer, validation, config, ten_view=config.ten_crop)
+    results, outcomes = final_evaluation(trainer, validation, config, ten_view=config.ten_crop)
     results.update({"checkpoint": managers[0].latest_checkpoint, "step": outcome["step"]})
     if chief:
         _write_json(os.path.join(config.model_dir, "eval.json"), results)
+        per_class.write(config.model_dir, outcomes, info, summaries, outcome["step"], log)
         if config.export:
             export_lib.export(config, trainer.model, info, os.path.join(config.model_dir, "export"))
     if config.dump_weights:
@@ -306,8 +311,14 @@ def _make_datasets(config, strategy, info, seed, train=True):
         )
 
     def validation(ten_crop=False):
+        # Batches of one shape, padded and weighted (trainer.evaluate.fixed_batches): no
+        # replica is handed an empty batch when the workers' shards run out unevenly.
+        # The 10 views stay uint8 until the eval step finishes them, one view at a time.
         return strategy.distribute_datasets_from_function(
-            lambda ctx: dataset_fn("validation", ctx, training=False, ten_crop=ten_crop)
+            lambda ctx: eval_lib.fixed_batches(
+                dataset_fn("validation", ctx, training=False, ten_crop=ten_crop, finish_on_device=ten_crop),
+                ctx.get_per_replica_batch_size(config.batch_size),
+            )
         )
 
     try:
@@ -331,14 +342,20 @@ def _sample_images(config, info, seed):
 
 
 def final_evaluation(trainer, validation, config, ten_view):
-    """Centre-crop (and optionally 10-view) accuracy over the validation split."""
-    out = {"centre_crop": trainer.evaluate(validation(False), config.val_steps)}
-    if ten_view:
+    """Centre-crop (and optionally 10-view) accuracy over the validation split.
+
+    Returns:
+      ({view: accuracies}, {view: per-example outcomes for trainer.per_class}), views
+      "centre_crop" and, with ten_view, "ten_view".
+    """
+    results, outcomes = {}, {}
+    for view in ("centre_crop", "ten_view") if ten_view else ("centre_crop",):
         step = eval_lib.make_eval_step(
-            trainer.strategy, trainer.model, trainer.num_classes, ten_view=True, jit_compile=config.xla
+            trainer.strategy, trainer.model, trainer.num_classes, ten_view=view == "ten_view", jit_compile=config.xla,
+            per_example=True,
         )
-        out["ten_view"] = eval_lib.evaluate(step, validation(True), config.val_steps)
-    return out
+        results[view], outcomes[view] = eval_lib.evaluate_with_outcomes(step, validation(view == "ten_view"), config.val_steps)
+    return results, outcomes
 
 
 def _write_json(path, value):

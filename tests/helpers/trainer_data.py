@@ -49,14 +49,20 @@ def make_image(label, index, size, rng):
     return img
 
 
-def write_dataset(out_dir, num_classes=3, train_per_class=8, val_per_class=4, size=80, train_shards=2, val_shards=2, seed=0):
+def write_dataset(
+    out_dir, num_classes=3, train_per_class=8, val_per_class=4, size=80, train_shards=2, val_shards=2, seed=0,
+    val_shard_sizes=None,
+):
     """Writes train/validation shards and metadata.json; returns {split: [jpeg paths]} of validation JPEGs too.
 
     Args:
       out_dir: destination directory.
-      num_classes, train_per_class, val_per_class: data set size.
+      num_classes, train_per_class: data set size.
+      val_per_class: validation examples of each class: an int, or one count per class.
       size: stored image side.
       train_shards, val_shards: shard counts (>= 2 so two workers each get one).
+      val_shard_sizes: validation examples in each shard (their number replaces
+        val_shards); None deals the examples out in turn.
 
     Returns:
       dict with 'jpegs' (list of (path, label) validation JPEG files written beside the
@@ -72,10 +78,15 @@ def write_dataset(out_dir, num_classes=3, train_per_class=8, val_per_class=4, si
     jpeg_dir = out_dir / "jpegs"
     jpeg_dir.mkdir(exist_ok=True)
     jpegs = []
-    for split, per_class, shards in (("train", train_per_class, train_shards), ("validation", val_per_class, val_shards)):
+    val_counts = [val_per_class] * num_classes if isinstance(val_per_class, int) else list(val_per_class)
+    if val_shard_sizes is not None:
+        assert sum(val_shard_sizes) == sum(val_counts), (val_shard_sizes, val_counts)
+        val_shards = len(val_shard_sizes)
+    splits = (("train", [train_per_class] * num_classes, train_shards), ("validation", val_counts, val_shards))
+    for split, per_class, shards in splits:
         examples = []
         for label in range(num_classes):
-            for i in range(per_class):
+            for i in range(per_class[label]):
                 img = make_image(label, i, size, rng)
                 if split == "train":
                     pixels.append(img.reshape(-1, 3)[::7] / 255.0)
@@ -87,8 +98,12 @@ def write_dataset(out_dir, num_classes=3, train_per_class=8, val_per_class=4, si
                 examples.append(schema.make_example(data, label, size, size, synsets[label], names[label], name))
         order = rng.permutation(len(examples))
         writers = [tf.io.TFRecordWriter(str(out_dir / schema.shard_name(split, s, shards))) for s in range(shards)]
+        if split == "validation" and val_shard_sizes is not None:
+            shard_of = np.repeat(np.arange(shards), val_shard_sizes)
+        else:
+            shard_of = np.arange(len(order)) % shards
         for k, idx in enumerate(order):
-            writers[k % shards].write(schema.serialize_example(examples[idx]))
+            writers[shard_of[k]].write(schema.serialize_example(examples[idx]))
         for w in writers:
             w.close()
         counts[split] = len(examples)

@@ -100,10 +100,23 @@ def test_finish_on_device_gives_the_host_batches(data, switches):
     assert switches or 0 < all_flips.sum() < len(all_flips)  # some mirrored, some not
 
 
-def test_finish_on_device_is_a_training_mode(data):
+@pytest.mark.parametrize("ten_crop", [False, True])
+def test_evaluation_finished_on_device_gives_the_host_batches(data, ten_crop):
+    """Evaluation's uint8 crops with their draws (no flips, minus the mean) finish into the float batches."""
     directory, _, _ = data
-    with pytest.raises(ValueError, match="finish_on_device is a training mode"):
-        datasets.make_dataset(directory, "validation", 8, training=False, image_size=CROP, finish_on_device=True)
+    common = dict(training=False, image_size=CROP, ten_crop=ten_crop, deterministic=True)
+    host = list(datasets.make_dataset(directory, "validation", 4, **common))
+    device = list(datasets.make_dataset(directory, "validation", 4, finish_on_device=True, **common))
+    assert len(host) == len(device) == 3  # 4 + 4 + 3 of the 11 validation examples
+    views = (10,) if ten_crop else ()
+    for (images, labels), (crops, crop_labels, flips, offsets) in zip(host, device):
+        n = labels.shape[0]
+        assert crops.dtype == tf.uint8 and crops.shape == (n, *views, CROP, CROP, 3)
+        assert flips.shape == (n, *views) and not flips.numpy().any()
+        np.testing.assert_allclose(offsets.numpy(), np.broadcast_to(-np.float32(RGB_MEAN), (n, *views, 3)), rtol=1e-6)
+        np.testing.assert_array_equal(crop_labels.numpy(), labels.numpy())
+        finished, _ = datasets.finish_crops(crops, crop_labels, flips, offsets)
+        np.testing.assert_allclose(finished.numpy(), images.numpy(), atol=1e-6)
 
 
 def test_evaluation_sees_every_example_once_with_centre_crops(data):

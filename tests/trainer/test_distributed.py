@@ -94,12 +94,13 @@ def test_xla_over_logical_cpu_devices_is_refused_in_one_line(tiny_data, tmp_path
     assert not model_dir.exists()
 
 
-def _start_workers(data_dir, model_dir, flags_of):
+def _start_workers(data_dir, model_dir, flags_of, **env):
     """Two trainer processes forming one multi-worker cluster on loopback.
 
     Args:
       data_dir, model_dir: shared by both workers (only the chief writes).
-      flags_of: index -> the worker's trainer flags beyond the shared ones.
+      flags_of: index -> the worker's trainer flags beyond the shared ones (later flags win).
+      **env: environment variables of both workers.
 
     Returns:
       The two Popen objects, worker 0 (the chief) first.
@@ -108,14 +109,15 @@ def _start_workers(data_dir, model_dir, flags_of):
     procs = []
     try:
         for index in range(2):
-            env = subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            task = {"type": "worker", "index": index}
+            worker_env = subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": task}), **env)
             args = [
                 "--data_dir", data_dir, "--model_dir", model_dir, "--strategy", "multi_worker_mirrored",
                 "--image_size", "67", "--batch_size", "8", "--epochs", "1", "--init", "he", "--no_export",
                 "--val_steps", "1", "--seed", "3", *flags_of(index),
             ]  # fmt: skip
             procs.append(subprocess.Popen(
-                task_command(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                task_command(*args), cwd=REPO, env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             ))
     except BaseException:
         _kill_running(procs)  # worker 0 would wait for its missing peer
@@ -192,3 +194,59 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(tiny_data, tmp_path):
     assert "SIGTERM received by another worker" in outputs[0][1] and "SIGTERM received: saved" in outputs[1][1]
     assert steps[0] == steps[1] < 400
     assert ckpt_lib.step_of(tf.train.latest_checkpoint(str(model_dir / "checkpoints"))) == steps[0]
+
+
+# --- evaluation on validation sets that divide evenly neither between the workers nor by the batch.
+# oneDNN on: its Conv2D returns its input for an empty batch, which is how a replica handed one
+# crashed (at lrn1, "Incompatible shapes: [0,67,67,3] vs. [0,15,15,96]").
+_ONEDNN = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+_UNEVEN_SHARDS = (300, 290, 260, 250)  # 1,100 examples; worker 0 reads shards 0 and 2, worker 1 shards 1 and 3
+
+
+def _assert_every_example_counted(model_dir, total, class_counts):
+    """eval.json counts `total` in both views; the per-class files agree with it and with the classes' sizes."""
+    from trainer import per_class
+
+    results = json.loads((model_dir / "eval.json").read_text())
+    reports = json.loads((model_dir / per_class.PER_CLASS_FILE).read_text())
+    for view in ("centre_crop", "ten_view"):
+        assert results[view]["examples"] == total
+        classes = reports[view]["classes"]
+        assert [c["examples"] for c in classes] == list(class_counts)
+        weighted = sum(c["top1"] * c["examples"] for c in classes) / total
+        assert weighted == pytest.approx(results[view]["top1"], abs=1e-9)
+        rows = (model_dir / (per_class.CONFUSION_FILE % view)).read_text().splitlines()[1:]
+        assert sum(int(v) for row in rows for v in row.split(",")[1:]) == total
+
+
+def test_multi_worker_evaluation_counts_every_example_of_an_uneven_split(tmp_path):
+    """560 and 540 validation examples on the two workers, per-replica batch 8: worker 1's data ends
+    3 steps before worker 0's (and with a part batch); both exit 0 and every example counts once."""
+    data = tmp_path / "data"
+    write_dataset(data, num_classes=4, train_per_class=8, val_per_class=275, size=72, val_shard_sizes=_UNEVEN_SHARDS)
+    model_dir = tmp_path / "run"
+    procs = _start_workers(data, model_dir, lambda index: [
+        "--batch_size", "16", "--val_steps", "0", "--steps_per_epoch", "2", "--checkpoint_every_steps", "0", "--ten_crop",
+    ], **_ONEDNN)  # fmt: skip
+    outputs = _finish(procs, timeout=600)
+    for code, out, err in outputs:
+        assert code == 0, err[-3000:]
+        assert "(1100 examples)" in out and "(centre crop, 1100 images)" in out.strip().splitlines()[-1]
+    _assert_every_example_counted(model_dir, 1100, [275] * 4)
+
+
+def test_mirrored_over_two_cpus_evaluates_one_more_than_whole_batches(tmp_path):
+    """1 + 3 * 16 validation examples, global batch 16 over 2 replicas: the last step has one example
+    for replica 0 and none for replica 1; the trainer exits 0 and counts all 49."""
+    data = tmp_path / "data"
+    write_dataset(data, num_classes=3, train_per_class=8, val_per_class=(17, 16, 16), size=72)
+    model_dir = tmp_path / "run"
+    proc = run_task(
+        "--data_dir", data, "--model_dir", model_dir, "--strategy", "mirrored", "--cpu_replicas", "2",
+        "--image_size", "67", "--batch_size", "16", "--epochs", "1", "--steps_per_epoch", "1", "--init", "he",
+        "--no_export", "--ten_crop", "--seed", "3",
+        env=subprocess_env(**_ONEDNN),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(49 examples)" in proc.stdout and "(centre crop, 49 images)" in proc.stdout.strip().splitlines()[-1]
+    _assert_every_example_counted(model_dir, 49, [17, 16, 16])
