@@ -6,7 +6,7 @@ in the documented layout, so the trainer reads it exactly as it reads the Beam
 job's output. Two kinds of data set:
 
 - `write_dataset`: a few coloured-square classes a model can learn in a few steps
-  (the training-run tests);
+  (the training-run tests), or, with `shuffle_labels`, cannot learn at all;
 - `write_labelled_shards`: every training example its own label, random pixels
   encoded without chroma subsampling (the input-pipeline tests: a label identifies
   its example, and a decoded crop matches numpy slices of the whole image exactly).
