@@ -39,6 +39,8 @@ RESUME_FREE_FIELDS = frozenset(
         "steps_per_call",
         "log_every_steps",
         "debug_nan_at_step",
+        "debug_input_sleep_ms",
+        "stall_steps",
         "dump_weights",
         "export",
         "demo",
@@ -103,6 +105,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # last K step checkpoints; the best one is kept apart in best/
     allow_config_change: bool = False  # a resumed run with a different config is refused unless asked
     log_every_steps: int = 50  # plain log line / TensorBoard train scalar interval when not on a terminal
+    # Warn once if the training loss still sits at ln(classes) from this step on (trainer.progress.StallCheck);
+    # 0 = never.
+    stall_steps: int = 1000
     profile_steps: str = ""  # "first,last" global steps to trace with the TensorBoard profiler, e.g. "10,15"
     # What to do.
     eval_only: bool = False  # evaluate a checkpoint (centre crop and 10 views) and write eval.json
@@ -124,6 +129,7 @@ class TrainConfig:
     # Test aids (documented in README, not part of the recipe).
     debug_nan_at_step: int = -1  # makes the loss NaN at this global step to exercise the NaN stop
     dump_weights: str = ""  # write the final weights of THIS worker to an .npz (multi-worker tests compare them)
+    debug_input_sleep_ms: int = 0  # sleeps this long before each training batch: an input-bound run on purpose
 
     # os.path.join keeps gs:// URLs whole: they use '/' like POSIX paths.
     @property

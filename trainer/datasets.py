@@ -20,6 +20,7 @@ trainer.evaluate finishes one view at a time.
 """
 import functools
 import random
+import time
 
 import tensorflow as tf
 
@@ -341,3 +342,25 @@ def decode_and_center_crop(jpeg_bytes, image_size, rgb_mean, stored_size=None):
     if rgb_mean is not None:
         image = augment.subtract_mean(image, rgb_mean)
     return image
+
+
+def delay_batches(dataset, seconds):
+    """Test aid (--debug_input_sleep_ms): `dataset` with a sleep of `seconds` before each batch.
+
+    The sleep comes after the pipeline's own prefetch and tf.data injects no
+    prefetch after it, so it runs when a step asks for its batch: each step
+    waits the whole sleep, an input-bound run on purpose.
+    """
+
+    def sleep():
+        time.sleep(seconds)
+        return 0
+
+    def delayed(*batch):
+        slept = tf.py_function(sleep, [], tf.int32)
+        with tf.control_dependencies([slept]):
+            return tuple(tf.identity(t) for t in batch)
+
+    options = tf.data.Options()
+    options.experimental_optimization.inject_prefetch = False
+    return dataset.map(delayed).with_options(options)

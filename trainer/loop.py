@@ -1,5 +1,9 @@
 """The epoch loop: steps, progress, validation, the learning-rate schedule, summaries, checkpoints.
 
+What it reports while it runs (time left, the share of time spent waiting for
+data, the input-bound and stall warnings) is worked out by trainer.progress
+from what the loop measures here.
+
 An epoch is `steps_per_epoch` steps of an endlessly repeated training set,
 followed by validation, the learning-rate schedule, TensorBoard summaries and a
 checkpoint. A run killed mid-epoch restarts at its last checkpoint's step and
@@ -10,13 +14,11 @@ checked between step calls: the loop saves a checkpoint and returns.
 import dataclasses
 import math
 import signal
-import sys
 import time
-
-import keras
 
 from trainer import config as config_lib
 from trainer import evaluate as eval_lib
+from trainer import progress as progress_lib
 from trainer import schedules
 from trainer.step import TrainingDiverged
 
@@ -64,33 +66,6 @@ class SigtermFlag:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
         return False
-
-
-class Progress:
-    """A Keras progress bar on a terminal; plain log lines every `every` steps otherwise."""
-
-    def __init__(self, epoch, epochs, steps, every, done=0, stream=None):
-        self.stream = stream or sys.stdout
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.epoch, self.epochs, self.steps, self.every = epoch, epochs, steps, max(1, every)
-        resuming = " (resuming after step %d of this epoch)" % done if done else ""
-        print("epoch %d/%d: %d steps%s" % (epoch + 1, epochs, steps, resuming), file=self.stream, flush=True)
-        self._bar = None
-        if self.tty:
-            self._bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "objective", "top1", "lr"])
-            if done:
-                self._bar.update(done)
-
-    def update(self, done, values, last_logged):
-        if self._bar is not None:
-            self._bar.update(done, values=list(values.items()))
-            return done
-        if done - last_logged >= self.every or done == self.steps:
-            text = " ".join("%s=%.4g" % kv for kv in values.items())
-            line = "epoch %d/%d step %d/%d %s" % (self.epoch + 1, self.epochs, done, self.steps, text)
-            print(line, file=self.stream, flush=True)
-            return done
-        return last_logged
 
 
 def fit(
@@ -150,6 +125,11 @@ class _Epochs:
         self.last_manager, self.best_manager = managers
         self.peak_lr = config_lib.effective_learning_rate(config)
         self.profile = config_lib.parse_profile_steps(config.profile_steps)
+        self.started = time.monotonic()
+        self.warmup = True  # the process's first call: tracing and filling the input pipeline
+        self.times = progress_lib.TimeLeft(steps_per_epoch, config.epochs)
+        self.waits = progress_lib.InputWait()
+        self.stall = progress_lib.StallCheck(trainer.num_classes, config.stall_steps)
 
     def train(self, epoch, step, plateau):
         """Runs the steps epoch `epoch` still lacks from global step `step`; stops early on SIGTERM."""
@@ -160,20 +140,26 @@ class _Epochs:
             drops = plateau.drops
         else:
             drops = schedules.step_drops(epoch, config.lr_step_epochs, config.max_lr_drops)
-        progress = Progress(epoch, config.epochs, spe, config.log_every_steps, done=done_in_epoch)
+        progress = progress_lib.Progress(epoch, config.epochs, spe, config.log_every_steps, done=done_in_epoch)
+        self.waits.start_epoch()
         totals = {k: 0.0 for k in eval_lib.METRIC_KEYS + ("objective",)}
         steps_run = 0
         last_logged = done_in_epoch
         start = time.time()
+        mark = time.monotonic()  # the end of the previous call (or the epoch's start)
         first_call = True
         # Set before the loop too: a run resumed exactly at an epoch's end runs no step of it.
         lr = schedules.learning_rate_at(step, spe, self.peak_lr, config.warmup_epochs, drops)
         while step < epoch_end:
             n = min(config.steps_per_call, epoch_end - step)
             lr = schedules.learning_rate_at(step, spe, self.peak_lr, config.warmup_epochs, drops)
+            called = time.monotonic()
             sums = self._call(step, n, lr, first_call and step == 0, epoch)
-            first_call = False
+            now = time.monotonic()
+            call = progress_lib.Call(n, now - mark, now - called, sums["input_wait_seconds"], warmup=self.warmup)
+            mark, first_call, self.warmup = now, False, False
             prev_step, step = step, step + n
+            self._watch(progress, call, step, sums)
             for k in totals:
                 totals[k] += sums[k]
             steps_run += n
@@ -214,12 +200,32 @@ class _Epochs:
             )
         return sums
 
+    def _watch(self, progress, call, step, sums):
+        """Feeds one call's measurements to the estimates; the input-bound and stall warnings, once each."""
+        self.times.add(call)
+        self.waits.add(call)
+        config, warnings = self.config, []
+        bound = self.waits.check()
+        if bound:
+            warnings.append(progress_lib.input_bound_message(*bound, augment_on_host=config.augment_on_host))
+        stalled = self.stall.add(step, call.steps, sums["loss_sum"], sums["examples"])
+        if stalled:
+            warnings.append(progress_lib.stall_message(
+                *stalled, step, self.trainer.num_classes, config.init, self.peak_lr, config.warmup_epochs
+            ))  # fmt: skip
+        for warning in warnings:
+            progress.break_line()
+            self.log(warning)
+
     def _progress(self, progress, totals, steps_run, done, lr, last_logged, step):
         """Updates the progress bar or line; writes the batch scalars whenever a line was logged."""
         running = eval_lib.summarize(totals)
         # "loss" is the cross-entropy, as in validation; "objective" adds the L2 term.
         values = {"loss": running["loss"], "objective": totals["objective"] / steps_run, "top1": running["top1"], "lr": lr}
-        new_logged = progress.update(done, values, last_logged)
+        epoch_left, run_left = self.times.left(step)
+        share = self.waits.epoch_share()
+        status = {"elapsed": time.monotonic() - self.started, "epoch_left": epoch_left, "run_left": run_left, "input_wait": share}
+        new_logged = progress.update(done, values, last_logged, status)
         if new_logged != last_logged:
             batch = {
                 "batch/loss": values["loss"],
@@ -227,6 +233,8 @@ class _Epochs:
                 "batch/top1_accuracy": values["top1"],
                 "batch/learning_rate": lr,
             }
+            if share is not None:
+                batch["batch/input_wait_fraction"] = share
             self.summaries.scalars("train", batch, step)
         return new_logged
 
@@ -237,6 +245,7 @@ class _Epochs:
           (the next epoch, the new PlateauState, this epoch's EpochResult).
         """
         trainer, config, summaries = self.trainer, self.config, self.summaries
+        started = time.monotonic()
         step, lr, totals = ran.step, ran.learning_rate, ran.totals
         images_per_second = totals["examples"] / ran.seconds if ran.steps_run else 0.0
         train_metrics = eval_lib.summarize(totals)
@@ -263,6 +272,9 @@ class _Epochs:
             "learning_rate": lr,
             "images_per_second": images_per_second,
         }
+        share = self.waits.epoch_share()
+        if share is not None:
+            train_scalars["input_wait_fraction"] = share
         summaries.scalars("train", train_scalars, step)
         validation_scalars = {
             "loss": validation["loss"], "top1_accuracy": validation["top1"], "top5_accuracy": validation["top5"]
@@ -272,17 +284,18 @@ class _Epochs:
         summaries.flush()
         self.log(
             "epoch %d/%d step %d: train loss %.4f (objective %.4f) top-1 %.4f top-5 %.4f | "
-            "validation loss %.4f top-1 %.4f top-5 %.4f (%d examples) | lr %.3g | %.1f images/s"
+            "validation loss %.4f top-1 %.4f top-5 %.4f (%d examples) | lr %.3g | input wait %s | %.1f images/s"
             % (
                 epoch, config.epochs, step,
                 train_metrics["loss"], train_metrics["objective"], train_metrics["top1"], train_metrics["top5"],
                 validation["loss"], validation["top1"], validation["top5"], validation["examples"],
-                lr, images_per_second,
+                lr, progress_lib.format_share(share), images_per_second,
             )
         )
         _save(trainer, self.last_manager, plateau)
         if improved:
             self.best_manager.save(checkpoint_number=step)
+        self.times.epoch_ended(time.monotonic() - started)
         return epoch, plateau, result
 
 

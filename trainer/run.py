@@ -27,6 +27,7 @@ from trainer import export as export_lib
 from trainer import loop
 from trainer import per_class
 from trainer import run_lock
+from trainer import progress
 from trainer import shard_reader
 from trainer import strategy as strategy_lib
 from trainer import summaries as summaries_lib
@@ -207,7 +208,7 @@ def _summary_line(config, outcome, results, started):
     if "ten_view" in results:
         ten_view = results["ten_view"]
         line += ", 10 views top-1 %.4f top-5 %.4f" % (ten_view["top1"], ten_view["top5"])
-    return line + "; %.0f s" % (time.time() - started)
+    return line + "; total time %s" % progress.format_duration(time.time() - started)
 
 
 def _cleanup(strategy, dirs):
@@ -306,9 +307,10 @@ def _make_datasets(config, strategy, info, seed, train=True):
         )
 
     def train_fn(ctx):
-        return dataset_fn(
+        ds = dataset_fn(
             "train", ctx, training=True, seed=seed, pca_noise=config.pca_noise, finish_on_device=not config.augment_on_host
         )
+        return datasets.delay_batches(ds, config.debug_input_sleep_ms / 1000.0) if config.debug_input_sleep_ms else ds
 
     def validation(ten_crop=False):
         # Batches of one shape, padded and weighted (trainer.evaluate.fixed_batches): no

@@ -53,6 +53,23 @@ def build_optimizer(config, learning_rate):
     return optimizer
 
 
+def _timed_next(iterator, previous):
+    """(the next batch, seconds spent waiting for it), measured inside the step function.
+
+    The clock starts once `previous` (the loop's carried values, which the
+    previous step's updates precede) exists, so the wait of one step does not
+    overlap the computation of the one before, and stops when the whole batch
+    is there. With a prefetching pipeline that keeps up, the wait is the time
+    to take a ready batch; an input-bound pipeline makes it the time to make one.
+    """
+    with tf.control_dependencies(previous):
+        start = tf.timestamp()
+    with tf.control_dependencies([start]):
+        batch = next(iterator)
+    with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+        return batch, tf.timestamp() - start
+
+
 class Trainer:
     """Model, optimizer, checkpointed state and compiled step functions under one strategy.
 
@@ -129,13 +146,15 @@ class Trainer:
         @tf.function
         def train_call(iterator, first_step, num_steps, stop):
             totals = {k: tf.constant(0.0) for k in eval_lib.METRIC_KEYS + ("objective", "stop")}
+            waited = tf.constant(0.0, tf.float64)
             # Several steps per call amortise the Python and dispatch overhead.
             for i in tf.range(num_steps):
-                batch = next(iterator)
+                batch, wait = _timed_next(iterator, tf.nest.flatten((totals, waited)))
                 sums = strategy.run(replica_step, args=(batch, first_step + tf.cast(i, tf.int64), stop))
                 # Rebind the whole dict: AutoGraph carries reassigned names through the loop.
                 totals = {k: totals[k] + strategy.reduce(tf.distribute.ReduceOp.SUM, sums[k], axis=None) for k in totals}
-            return totals
+                waited += wait
+            return totals, waited
 
         return train_call
 
@@ -151,16 +170,19 @@ class Trainer:
         Returns:
           dict of float sums: examples, loss_sum (cross-entropy), top1_correct,
           top5_correct, objective (sum over steps of the optimised loss), stop
-          (> 0 when some worker asked to stop).
+          (> 0 when some worker asked to stop), input_wait_seconds (how long
+          this process's steps blocked on the next batch; see `_timed_next`).
         """
-        totals = self._train_call(
+        totals, waited = self._train_call(
             iterator,
             tf.constant(int(self.state.step.numpy()), tf.int64),
             tf.constant(num_steps, tf.int64),
             tf.constant(1.0 if stop else 0.0, tf.float32),
         )
         self.state.step.assign_add(num_steps)
-        return {k: float(v) for k, v in totals.items()}
+        out = {k: float(v) for k, v in totals.items()}
+        out["input_wait_seconds"] = float(waited)
+        return out
 
     def evaluate(self, dist_dataset, max_steps=0):
         return eval_lib.evaluate(self._eval_step, dist_dataset, max_steps)

@@ -9,8 +9,10 @@ Layout under the log directory (what TensorBoard's dashboards expect):
                          config (`hparams_config`) that every run writes alike
 
 Scalar tags: loss (cross-entropy, in both runs), top1_accuracy, top5_accuracy, and in
-train objective (cross-entropy plus the L2 term), learning_rate, images_per_second (per
-epoch); batch/loss, batch/objective, batch/top1_accuracy, batch/learning_rate (per log interval).
+train objective (cross-entropy plus the L2 term), learning_rate, images_per_second,
+input_wait_fraction (per epoch); batch/loss, batch/objective, batch/top1_accuracy,
+batch/learning_rate, batch/input_wait_fraction (per log interval). The input-wait share
+is trainer.progress.InputWait's.
 """
 import dataclasses
 import os

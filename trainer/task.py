@@ -81,6 +81,7 @@ def build_parser():
     p.add_argument("--keep_checkpoints", type=int)
     p.add_argument("--allow_config_change", action="store_true")
     p.add_argument("--log_every_steps", type=int)
+    p.add_argument("--stall_steps", type=int, help="warn once if the loss is still at ln(classes) after N steps (0: never)")
     p.add_argument("--profile_steps", help="'first,last' global steps to profile, e.g. 10,15")
     p.add_argument("--eval_only", action="store_true")
     p.add_argument("--checkpoint", help="--eval_only: checkpoint prefix (default: the latest)")
@@ -104,6 +105,7 @@ def build_parser():
     )
     p.add_argument("--debug_nan_at_step", type=int, help="test aid: make the loss NaN at this global step")
     p.add_argument("--dump_weights", help="test aid: write this worker's final weights to an .npz")
+    p.add_argument("--debug_input_sleep_ms", type=int, help="test aid: sleep this long before each training batch")
     return p
 
 
@@ -184,6 +186,8 @@ def _validate(c):
         "expected --checkpoint_every_steps >= 0 (0 = only at epoch ends). Received: %d" % c.checkpoint_every_steps,
     )
     need(c.lock_stale_seconds > 0, "expected --lock_stale_seconds > 0. Received: %g" % c.lock_stale_seconds)
+    need(c.stall_steps >= 0, "expected --stall_steps >= 0 (0 = no stall check). Received: %d" % c.stall_steps)
+    need(c.debug_input_sleep_ms >= 0, "expected --debug_input_sleep_ms >= 0. Received: %d" % c.debug_input_sleep_ms)
     need(c.plateau_patience >= 1, "expected --plateau_patience >= 1. Received: %d" % c.plateau_patience)
     need(c.num_classes >= 0, "expected --num_classes >= 1 (or 0: from metadata.json). Received: %d" % c.num_classes)
     need(c.label_offset >= -1, "expected --label_offset >= 0 (or -1: from metadata.json). Received: %d" % c.label_offset)

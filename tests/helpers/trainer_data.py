@@ -7,7 +7,7 @@ in the documented layout, so the trainer reads it exactly as it reads the Beam
 job's output. Two kinds of data set:
 
 - `write_dataset`: a few coloured-square classes a model can learn in a few steps
-  (the training-run tests);
+  (the training-run tests), or, with `shuffle_labels`, cannot learn at all;
 - `write_labelled_shards`: every training example its own label, random pixels
   encoded without chroma subsampling (the input-pipeline tests: a label identifies
   its example, and a decoded crop matches numpy slices of the whole image exactly).
@@ -49,9 +49,22 @@ def make_image(label, index, size, rng):
     return img
 
 
+def _shuffled_labels(num_classes, per_class, rng):
+    """Labels for the examples of each class in turn: every label as evenly as the count allows, in a random order.
+
+    Neither an image's colour nor its square's size (its index) tells its label,
+    and the labels stay balanced over the set, so the lowest loss a model can
+    reach without memorising single images is about ln(num_classes).
+    """
+    out = []
+    for label in range(num_classes):
+        out += [int(x) for x in rng.permutation([(label + k) % num_classes for k in range(per_class)])]
+    return out
+
+
 def write_dataset(
     out_dir, num_classes=3, train_per_class=8, val_per_class=4, size=80, train_shards=2, val_shards=2, seed=0,
-    val_shard_sizes=None,
+    val_shard_sizes=None, shuffle_labels=False,
 ):
     """Writes train/validation shards and metadata.json; returns {split: [jpeg paths]} of validation JPEGs too.
 
@@ -63,6 +76,8 @@ def write_dataset(
       train_shards, val_shards: shard counts (>= 2 so two workers each get one).
       val_shard_sizes: validation examples in each shard (their number replaces
         val_shards); None deals the examples out in turn.
+      shuffle_labels: training labels unrelated to the images (`_shuffled_labels`): a set
+        no model can learn, only memorise.
 
     Returns:
       dict with 'jpegs' (list of (path, label) validation JPEG files written beside the
@@ -85,17 +100,21 @@ def write_dataset(
     splits = (("train", [train_per_class] * num_classes, train_shards), ("validation", val_counts, val_shards))
     for split, per_class, shards in splits:
         examples = []
-        for label in range(num_classes):
-            for i in range(per_class[label]):
-                img = make_image(label, i, size, rng)
-                if split == "train":
-                    pixels.append(img.reshape(-1, 3)[::7] / 255.0)
-                data = jpeg(img)
-                name = "%s_%s_%d.JPEG" % (split, synsets[label], i)
-                if split == "validation":
-                    (jpeg_dir / name).write_bytes(data)
-                    jpegs.append((str(jpeg_dir / name), label))
-                examples.append(schema.make_example(data, label, size, size, synsets[label], names[label], name))
+        # (class drawn, index) of each example; the label recorded is the class unless shuffled.
+        drawn = [(label, i) for label in range(num_classes) for i in range(per_class[label])]
+        recorded = [label for label, _ in drawn]
+        if shuffle_labels and split == "train":
+            recorded = _shuffled_labels(num_classes, train_per_class, np.random.default_rng(seed + 1))
+        for (label, i), kept in zip(drawn, recorded):
+            img = make_image(label, i, size, rng)
+            if split == "train":
+                pixels.append(img.reshape(-1, 3)[::7] / 255.0)
+            data = jpeg(img)
+            name = "%s_%s_%d.JPEG" % (split, synsets[label], i)
+            if split == "validation":
+                (jpeg_dir / name).write_bytes(data)
+                jpegs.append((str(jpeg_dir / name), label))
+            examples.append(schema.make_example(data, kept, size, size, synsets[kept], names[kept], name))
         order = rng.permutation(len(examples))
         writers = [tf.io.TFRecordWriter(str(out_dir / schema.shard_name(split, s, shards))) for s in range(shards)]
         if split == "validation" and val_shard_sizes is not None:
