@@ -173,8 +173,7 @@ def make_dataset(
         num_input_pipelines-th shard, starting at input_pipeline_id.
       seed: int seed of shuffling and augmentation; None for a random one.
       deterministic: keep element order fixed (with a seed, runs repeat exactly).
-      random_crop, flip, pca_noise: the training augmentations, each switchable
-        for ablations (random_crop=False trains on centre crops).
+      random_crop, flip, pca_noise: the training augmentations, switchable for ablations.
       pca_stddev: standard deviation of the PCA draws a_i (the paper: 0.1).
       mean_subtract: subtract info.rgb_mean from the [0, 1] pixels.
       ten_crop: evaluation only: images are (B, 10, S, S, 3), the paper's 10 views.
@@ -182,8 +181,7 @@ def make_dataset(
         naming it; True to skip, log and count it in `shard_reader.SKIPPED`;
         or a SkippedRecords to count into.
       repeat: number of passes; None means forever for training, once for evaluation.
-      shuffle_buffer: examples in the shuffle buffer (training); None for the
-        default (min(10,000, training set size)), 0 for no shuffling.
+      shuffle_buffer: training's shuffle buffer; None: min(10,000, the set), 0: none.
       finish_on_device: stop at the uint8 crops and add each batch's draws;
         `finish_crops(*batch)` turns such a batch into the batch this function
         returns without it (same seed and switches). In evaluation the draws
