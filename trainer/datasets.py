@@ -182,11 +182,9 @@ def make_dataset(
         or a SkippedRecords to count into.
       repeat: number of passes; None means forever for training, once for evaluation.
       shuffle_buffer: training's shuffle buffer; None: min(10,000, the set), 0: none.
-      finish_on_device: stop at the uint8 crops and add each batch's draws;
-        `finish_crops(*batch)` turns such a batch into the batch this function
-        returns without it (same seed and switches). In evaluation the draws
-        mirror nothing and their offsets are minus the mean (of shape
-        (B, 10, 3) with ten_crop).
+      finish_on_device: stop at the uint8 crops and add each batch's draws (in
+        evaluation: no flips, minus the mean); `finish_crops(*batch)` turns such a
+        batch into the batch this function returns without it (same seed and switches).
 
     Returns:
       A tf.data.Dataset of (float32 images (B, S, S, 3) or (B, 10, S, S, 3), int32 labels (B,)),
@@ -212,7 +210,7 @@ def make_dataset(
     else:
         draws = _draws(info, False, False, pca_stddev, mean_subtract)
         ds = _evaluation_batches(ds, per_replica, image_size, ten_crop, crops, draws, skipped, finish_on_device)
-    # A batch of 10 views is 10 centre-crop batches: one in flight bounds its memory.
+    # One batch of 10 views in flight: each is ten centre-crop batches of crops.
     return ds.prefetch(1 if ten_crop else AUTOTUNE).with_options(_options(deterministic, input_context))
 
 
