@@ -57,7 +57,7 @@ class Call:
 
 
 def format_duration(seconds):
-    """Seconds with one decimal and an 's' under a minute, 'M:SS' under an hour, 'H:MM:SS' above; '?' when unknown (None)."""
+    """Seconds with one decimal and an 's' under a minute, 'M:SS' under an hour, 'H:MM:SS' above; '?' when None."""
     if seconds is None:
         return "?"
     seconds = max(0.0, float(seconds))
@@ -320,7 +320,7 @@ class Progress:
         return last_logged
 
     def line_text(self, done, values, status):
-        """'epoch 1/2 step 3/6 loss=1.1 ... input_wait=W% elapsed=E epoch_left=L run_left=R' (durations as format_duration)."""
+        """'epoch 1/2 step 3/6 loss=... lr=... input_wait=P% elapsed=T epoch_left=T run_left=T' (T: format_duration)."""
         text = " ".join("%s=%.4g" % kv for kv in values.items())
         timing = "input_wait=%s elapsed=%s epoch_left=%s run_left=%s" % (
             format_share(status["input_wait"]), format_duration(status["elapsed"]),
@@ -329,7 +329,7 @@ class Progress:
         return "epoch %d/%d step %d/%d %s %s" % (self.epoch + 1, self.epochs, done, self.steps, text, timing)
 
     def bar_text(self, done, values, status):
-        """'3/6 ━━━━━━━━━━────────── E, L left (run R) - loss: 1.1000 - ... - input wait: W%'."""
+        """'3/6 ━━━━━━━━━━────────── ELAPSED, LEFT left (run LEFT) - loss: ... - input wait: P%'."""
         filled = int(self.BAR_WIDTH * done / max(1, self.steps))
         bar = "━" * filled + "─" * (self.BAR_WIDTH - filled)
         if done < self.steps:
