@@ -104,7 +104,9 @@ def test_tiny_end_to_end_stage_times_the_bare_step_right_around_each_trainer_run
         median, low, high, before, after = map(float, bare_cell.match(row[2]).groups())
         assert low <= min(before, after) <= median <= max(before, after) <= high, row
         ratio = float(row[3].split(" ")[0])
-        assert abs(ratio - float(row[1].split(" ")[0]) / median) < 0.01, row
+        # The cells are rounded to 0.1 images/s and the ratio to 0.01: the ratio lies within that rounding.
+        trainer = float(row[1].split(" ")[0])
+        assert (trainer - 0.05) / (median + 0.05) - 0.005 <= ratio <= (trainer + 0.05) / (median - 0.05) + 0.005, row
         assert row[3].endswith("(met)" if ratio >= 0.9 else "(missed)")
         assert targets["trainer.task >= 0.9 of the bare step, " + row[0].split(",")[0]] == "%.2f" % ratio
         assert "python -m trainer.task --data_dir SHARDS --model_dir RUN_DIR" in row[5]
