@@ -7,8 +7,8 @@ oneDNN `Conv2D` of TensorFlow 2.21 returns its input for one, and a TPU needs
 static shapes). Each replica returns weighted sums (examples, correct, loss);
 they are added across replicas and steps, so every real example counts once
 however the examples were split over workers, replicas, shards and batches.
-`evaluate` stops after the first step in which every replica's batch held
-padding: by then every pipeline has given all its examples.
+`evaluate` stops after the first step in which no replica's batch held a
+real example: by then every pipeline has given all its examples.
 
 The 10 views of a batch go through the model one view at a time (a batch of
 B crops, as in centre-crop evaluation), not as one batch of 10 * B, so the
@@ -156,7 +156,7 @@ def make_eval_step(strategy, model, num_classes, ten_view=False, jit_compile=Fal
 
     Returns:
       A function from a distributed (batch, weights) element to a dict of float32 sums
-      (METRIC_KEYS and full_batches: the replicas whose batch held no padding), and
+      (METRIC_KEYS and real_batches: the replicas whose batch held a real example), and
       with per_example "outcomes": (global batch, 4) int32.
     """
 
@@ -168,7 +168,7 @@ def make_eval_step(strategy, model, num_classes, ten_view=False, jit_compile=Fal
             images = augment.apply_draws(batch[0], batch[2], batch[3]) if len(batch) == 4 else batch[0]
             scores = model(images, training=False)
         sums = batch_sums(scores, labels, num_classes, from_probs=ten_view, weights=weights)
-        sums["full_batches"] = tf.cast(tf.reduce_min(weights) > 0, tf.float32)
+        sums["real_batches"] = tf.cast(tf.reduce_max(weights) > 0, tf.float32)
         if per_example:
             sums["outcomes"] = outcomes(scores, labels, weights, num_classes)
         return sums
@@ -220,8 +220,9 @@ def evaluate_with_outcomes(step_fn, dist_dataset, max_steps=0):
             totals[k] += float(out[k])
         if "outcomes" in out:
             rows.append(out["outcomes"].numpy())
-        # Every replica's pipeline has reached its padding: all examples were seen.
-        if float(out["full_batches"]) == 0:
+        # No replica had a real example: every pipeline is past its last one. (A part batch
+        # alone does not tell: --skip_corrupt can end a batch early in mid-stream.)
+        if float(out["real_batches"]) == 0:
             break
     if not rows:
         return summarize(totals), None

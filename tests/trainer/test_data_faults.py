@@ -151,7 +151,7 @@ def test_eval_only_on_a_corrupt_shard_is_one_line_and_leaves_eval_json(copy):
     # --skip_corrupt evaluates what can be read: the shard's 3 good records of its 6, logged and counted.
     skipped = run_task(*_args(data, model_dir, "--eval_only", "--skip_corrupt"))
     assert skipped.returncode == 0, skipped.stderr[-3000:]
-    assert "on 9 validation images" in skipped.stdout
+    assert "on 9 validation images" in skipped.stdout, skipped.stdout[-1500:]
     assert json.loads((model_dir / "eval.json").read_text())["centre_crop"]["examples"] == 9
     warnings = [line for line in skipped.stderr.splitlines() if line.startswith("Skipping corrupt input")]
     assert warnings and all(str(shard) in w for w in warnings)
