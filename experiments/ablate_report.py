@@ -127,7 +127,7 @@ def spread_table(results):
         "",
         "| variant | %s | mean | spread | effect vs baseline | paired differences | beyond noise? |"
         % " | ".join("seed %d" % s for s in seeds),
-        "| --- | %s| --- | --- | --- | --- | --- |" % ("--- | " * len(seeds)),
+        "| --- | " + "--- | " * len(seeds) + "--- | --- | --- | --- | --- |",
     ]
     for name in c["variants"]:
         errors = seed_errors(runs[name])

@@ -24,7 +24,9 @@ def test_spread_table_calls_an_effect_beyond_noise_only_past_both_spreads_with_o
         "no_lrn": [0.41, 0.44],  # +1.5 < spread: noise
         "tanh": [0.30, 0.60],  # +4 but own spread 30 and signs differ: noise
     })  # fmt: skip
-    rows = {line.split(" | ")[0][2:]: line for line in ablate_report.spread_table(results) if line.startswith("| ")}
+    table = [line for line in ablate_report.spread_table(results) if line.startswith("|")]
+    assert table[0].count("|") == table[1].count("|") == 2 + 2 + 5  # variant, 2 seeds, 5 figures
+    rows = {line.split(" | ")[0][2:]: line for line in table[2:]}
     assert rows["baseline"] == "| baseline | 40.0 | 42.0 | 41.0 | 2.0 |  |  |  |"
     assert rows["no_dropout"] == "| no_dropout | 50.0 | 49.0 | 49.5 | 1.0 | +8.5 | +10.0, +7.0 | yes |"
     assert rows["no_lrn"] == "| no_lrn | 41.0 | 44.0 | 42.5 | 3.0 | +1.5 | +1.0, +2.0 | no |"
