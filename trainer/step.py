@@ -61,7 +61,11 @@ def _timed_next(iterator, previous):
     overlap the computation of the one before, and stops when the whole batch
     is there. With a prefetching pipeline that keeps up, the wait is the time
     to take a ready batch; an input-bound pipeline makes it the time to make one.
+    Under --deterministic TensorFlow refuses its clock op (tf.timestamp is not
+    deterministic), so the wait is not measured and reads 0.
     """
+    if tf.config.experimental.is_op_determinism_enabled():
+        return next(iterator), tf.constant(0.0, tf.float64)
     with tf.control_dependencies(previous):
         start = tf.timestamp()
     with tf.control_dependencies([start]):
