@@ -53,7 +53,7 @@ def build_optimizer(config, learning_rate):
     return optimizer
 
 
-def _timed_next(iterator, previous):
+def _timed_next(iterator, previous, timed=True):
     """(the next batch, seconds spent waiting for it), measured inside the step function.
 
     The clock starts once `previous` (the loop's carried values, which the
@@ -64,7 +64,7 @@ def _timed_next(iterator, previous):
     Under --deterministic TensorFlow refuses its clock op (tf.timestamp is not
     deterministic), so the wait is not measured and reads 0.
     """
-    if tf.config.experimental.is_op_determinism_enabled():
+    if not timed:
         return next(iterator), tf.constant(0.0, tf.float64)
     with tf.control_dependencies(previous):
         start = tf.timestamp()
@@ -153,7 +153,7 @@ class Trainer:
             waited = tf.constant(0.0, tf.float64)
             # Several steps per call amortise the Python and dispatch overhead.
             for i in tf.range(num_steps):
-                batch, wait = _timed_next(iterator, tf.nest.flatten((totals, waited)))
+                batch, wait = _timed_next(iterator, tf.nest.flatten((totals, waited)), timed=not self.config.deterministic)
                 sums = strategy.run(replica_step, args=(batch, first_step + tf.cast(i, tf.int64), stop))
                 # Rebind the whole dict: AutoGraph carries reassigned names through the loop.
                 totals = {k: totals[k] + strategy.reduce(tf.distribute.ReduceOp.SUM, sums[k], axis=None) for k in totals}
